@@ -1,0 +1,188 @@
+"""Coalesces Redis writes issued close together into one pipelined round trip.
+
+Requests and replies do not go to Redis one by one: they are queued here, and one
+owned task writes everything queued so far in a single pipeline. While that
+pipeline is in flight, new writes queue up for the next one, so the batch size grows
+with the load and a lone request still costs a single round trip.
+
+A request becomes one ``EVALSHA`` of :data:`PUSH_SCRIPT` per topic and batch, which
+appends every queued task, extends the list's expiry without ever shortening it and
+publishes one notification, atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+logger = logging.getLogger(__name__)
+
+# KEYS[1] is the topic's list, ARGV[1] the expiry in milliseconds, ARGV[2..] the tasks.
+# PEXPIRE NX gives a new list its expiry, PEXPIRE GT only ever extends it, so a short
+# request never shortens the life of a longer one queued before it. Both options need
+# Redis 7.0. The empty PUBLISH matches what Node.js clients send.
+PUSH_SCRIPT = """
+local length = redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1], 'NX')
+redis.call('PEXPIRE', KEYS[1], ARGV[1], 'GT')
+redis.call('PUBLISH', KEYS[1], '')
+return length
+"""
+
+# Lua's unpack() is limited by the C stack (about 8,000 values); stay well below it.
+_MAX_TASKS_PER_PUSH = 1000
+
+
+@dataclass(slots=True)
+class _Push:
+    key: str
+    payload: bytes
+    deadline_unix_ms: float
+    waiter: asyncio.Future[Any]
+
+
+@dataclass(slots=True)
+class _Publish:
+    channel: str
+    payload: bytes
+    waiter: asyncio.Future[None]
+
+
+class CommandBatcher:
+    """Writes queued pushes and publishes in one pipeline per loop round.
+
+    A push's ``waiter`` is the future the caller awaits for its reply: it only gets
+    an exception here, when the write fails. A push whose waiter is already done
+    (the caller gave up) is not written at all.
+    """
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._pushes: list[_Push] = []
+        self._publishes: list[_Publish] = []
+        self._wakeup = asyncio.Event()
+        self._script_sha: str | None = None
+
+    def push(self, key: str, payload: bytes, deadline_unix_ms: float, waiter: asyncio.Future[Any]) -> None:
+        """Queue a task for the list ``key``; a write error is set on ``waiter``."""
+        self._pushes.append(_Push(key, payload, deadline_unix_ms, waiter))
+        self._wakeup.set()
+
+    def publish(self, channel: str, payload: bytes) -> asyncio.Future[None]:
+        """Queue a PUBLISH; the returned future completes once Redis has taken it."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._publishes.append(_Publish(channel, payload, waiter))
+        self._wakeup.set()
+        return waiter
+
+    async def run(self) -> None:
+        """Write batches until cancelled; meant to run as an owned background task."""
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            pushes, self._pushes = self._pushes, []
+            publishes, self._publishes = self._publishes, []
+            await self._write(pushes, publishes)
+
+    def fail_queued(self, error: BaseException) -> None:
+        """Fail every queued write with ``error``; used when the client closes."""
+        for push in self._pushes:
+            _set_exception(push.waiter, error)
+        for publish in self._publishes:
+            _set_exception(publish.waiter, error)
+        self._pushes, self._publishes = [], []
+
+    async def _write(self, pushes: list[_Push], publishes: list[_Publish]) -> None:
+        groups = _group_pushes(push for push in pushes if not push.waiter.done())
+        if not groups and not publishes:
+            return
+
+        try:
+            await self._execute(groups, publishes)
+        except asyncio.CancelledError:
+            error: BaseException = ConnectionError("the Tasq client was closed during the write")
+            self._fail(groups, publishes, error)
+            raise
+        except Exception as exc:
+            # Every waiter gets the error; the callers decide what to report.
+            self._fail(groups, publishes, exc)
+
+    async def _execute(self, groups: list[list[_Push]], publishes: list[_Publish]) -> None:
+        if self._script_sha is None:
+            self._script_sha = await self._redis.script_load(PUSH_SCRIPT)
+
+        results = await self._send(groups, publishes, use_sha=True)
+        missing = [i for i, result in enumerate(results[: len(groups)]) if isinstance(result, NoScriptError)]
+        if missing:
+            # Redis lost its script cache (a restart or SCRIPT FLUSH): send the script
+            # body for those groups, which also caches it again.
+            retried = await self._send([groups[i] for i in missing], [], use_sha=False)
+            for i, result in zip(missing, retried, strict=True):
+                results[i] = result
+
+        _settle_pushes(groups, results[: len(groups)])
+        _settle_publishes(publishes, results[len(groups) :])
+
+    async def _send(
+        self, groups: list[list[_Push]], publishes: list[_Publish], *, use_sha: bool
+    ) -> list[Any]:
+        now_ms = time.time() * 1000
+        pipe = self._redis.pipeline(transaction=False)
+        for group in groups:
+            ttl_ms = max(1, math.ceil(max(push.deadline_unix_ms for push in group) - now_ms))
+            payloads = [push.payload for push in group]
+            if use_sha:
+                pipe.execute_command("EVALSHA", self._script_sha, 1, group[0].key, ttl_ms, *payloads)
+            else:
+                pipe.execute_command("EVAL", PUSH_SCRIPT, 1, group[0].key, ttl_ms, *payloads)
+        for publish in publishes:
+            pipe.execute_command("PUBLISH", publish.channel, publish.payload)
+        return list(await pipe.execute(raise_on_error=False))
+
+    def _fail(self, groups: list[list[_Push]], publishes: list[_Publish], error: BaseException) -> None:
+        for group in groups:
+            for push in group:
+                _set_exception(push.waiter, error)
+        for publish in publishes:
+            _set_exception(publish.waiter, error)
+
+
+def _group_pushes(pushes: Any) -> list[list[_Push]]:
+    by_key: defaultdict[str, list[_Push]] = defaultdict(list)
+    for push in pushes:
+        by_key[push.key].append(push)
+
+    groups: list[list[_Push]] = []
+    for same_key in by_key.values():
+        for start in range(0, len(same_key), _MAX_TASKS_PER_PUSH):
+            groups.append(same_key[start : start + _MAX_TASKS_PER_PUSH])
+    return groups
+
+
+def _settle_pushes(groups: list[list[_Push]], results: list[Any]) -> None:
+    # A successful push leaves its waiter alone: the reply will complete it.
+    for group, result in zip(groups, results, strict=True):
+        if isinstance(result, BaseException):
+            for push in group:
+                _set_exception(push.waiter, result)
+
+
+def _settle_publishes(publishes: list[_Publish], results: list[Any]) -> None:
+    for publish, result in zip(publishes, results, strict=True):
+        if isinstance(result, BaseException):
+            _set_exception(publish.waiter, result)
+        elif not publish.waiter.done():
+            publish.waiter.set_result(None)
+
+
+def _set_exception(waiter: asyncio.Future[Any], error: BaseException) -> None:
+    if not waiter.done():
+        waiter.set_exception(error)

@@ -1,0 +1,473 @@
+"""The Tasq client: sends requests, owns the shared connections and the servers."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import math
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from . import _protocol
+from ._batcher import CommandBatcher
+from ._context import get_request_context
+from ._errors import (
+    TasqConnectionError,
+    TasqEncodeError,
+    TasqProtocolError,
+    TasqRequestError,
+    TasqRequestInvalidArgsError,
+    TasqRequestRejectedError,
+    TasqRequestTimeoutError,
+    TasqRequestUnknownMethodError,
+)
+from ._listener import PubSubListener
+from ._observer import NullObserver, SafeObserver, TasqObserver
+from ._protocol import Response, ResponseStatus
+from ._server import DefaultHandler, Handler, TasqServer
+from ._tasks import cancel_and_wait
+
+__all__ = ["Tasq", "create_tasq"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+"""Default limit on an encoded request or response, in bytes."""
+
+_MIN_REDIS_VERSION = (7, 0)
+
+
+class _State(enum.Enum):
+    CREATED = "created"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+async def create_tasq(
+    redis: aioredis.Redis | str,
+    *,
+    namespace: str | None = None,
+    observer: TasqObserver | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> Tasq:
+    """Connect a Tasq client and return it, started.
+
+    ``redis`` is either a ``redis.asyncio.Redis`` that the caller owns and closes, or
+    a URL (``redis://``, ``rediss://``, ``unix://``) from which the Tasq creates a
+    connection pool it closes in :meth:`Tasq.aclose`. ``namespace`` prefixes the
+    client id, as the Node.js library does. Requests and responses larger than
+    ``max_message_bytes`` are rejected.
+
+    Raises ``redis.exceptions.ConnectionError`` when Redis cannot be reached and
+    RuntimeError when it is older than 7.0.
+    """
+    tasq = Tasq(redis, namespace=namespace, observer=observer, max_message_bytes=max_message_bytes)
+    await tasq.start()
+    return tasq
+
+
+class Tasq:
+    """A Tasq client: sends requests and runs servers through one Redis.
+
+    Construct it with :func:`create_tasq`, or construct it and ``await start()``, or
+    use it as an async context manager. One Tasq holds one pub/sub connection,
+    shared by its reply channel and the notifications of all its servers.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis | str,
+        *,
+        namespace: str | None = None,
+        observer: TasqObserver | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        if namespace is not None:
+            _protocol.validate_name("namespace", namespace)
+        if max_message_bytes < 1:
+            raise ValueError(f"max_message_bytes must be positive, got {max_message_bytes!r}.")
+
+        self._owns_redis = isinstance(redis, str)
+        self._redis = aioredis.Redis.from_url(redis) if isinstance(redis, str) else redis
+        _check_bytes_responses(self._redis)
+        self._client_id = _protocol.new_client_id(namespace)
+        self._reply_channel = _protocol.client_channel(self._client_id)
+        self._observer: TasqObserver = SafeObserver(observer or NullObserver())
+        self._max_message_bytes = max_message_bytes
+
+        self._state = _State.CREATED
+        self._pending: dict[bytes, asyncio.Future[Response]] = {}
+        self._servers: dict[str, TasqServer] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        # Neither connects nor starts anything until start().
+        self._listener = PubSubListener(self._redis)
+        self._batcher = CommandBatcher(self._redis)
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The Redis client in use."""
+        return self._redis
+
+    @property
+    def client_id(self) -> str:
+        """This client's id; replies arrive on ``@tasq:client:<client_id>``."""
+        return self._client_id
+
+    @property
+    def pending_count(self) -> int:
+        """The number of requests waiting for their reply."""
+        return len(self._pending)
+
+    @property
+    def servers(self) -> Mapping[str, TasqServer]:
+        """The running servers by topic."""
+        return dict(self._servers)
+
+    async def start(self) -> None:
+        """Check Redis, subscribe to the reply channel and start the background tasks."""
+        if self._state is not _State.CREATED:
+            raise RuntimeError("This Tasq client was already started; create a new one.")
+
+        await _check_redis_version(self._redis)
+        await self._listener.subscribe(self._reply_channel, self._on_reply)
+        self._spawn(self._listener.run(), "tasq-listener")
+        self._spawn(self._batcher.run(), "tasq-writer")
+        self._state = _State.RUNNING
+        logger.info("Tasq client started: client_id=%s", self._client_id)
+
+    async def aclose(self, grace_s: float = 10.0) -> None:
+        """Stop the servers, fail pending requests and close what this client opened.
+
+        Servers get ``grace_s`` seconds to finish running handlers. A Redis client
+        passed by the caller stays open. Calling it again does nothing.
+        """
+        if self._state is not _State.RUNNING:
+            self._state = _State.CLOSED
+            return
+        self._state = _State.CLOSED
+
+        await asyncio.gather(*(server.aclose(grace_s) for server in self._servers.values()))
+        self._servers.clear()
+        self._fail_pending()
+        await self._stop_background()
+        await self._listener.aclose()
+        if self._owns_redis:
+            await self._redis.aclose()
+        logger.info("Tasq client stopped: client_id=%s", self._client_id)
+
+    async def __aenter__(self) -> Self:
+        if self._state is _State.CREATED:
+            await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def ping(self) -> float:
+        """Return the time of one Redis PING round trip, in seconds."""
+        started = time.perf_counter()
+        await self._redis.ping()
+        return time.perf_counter() - started
+
+    async def request(
+        self,
+        topic: str,
+        method: str,
+        args: Any = None,
+        *,
+        # The timeout is part of the request itself: it becomes the deadline sent to
+        # the server, so it cannot be left to the caller's own asyncio.timeout().
+        timeout: float = 10.0,  # noqa: ASYNC109
+        inherit_deadline: bool = True,
+    ) -> Any:
+        """Call ``method`` on a server of ``topic`` and return its result.
+
+        ``args`` is any CBOR-encodable value, usually a dict or a list; None sends
+        no args, while falsy values such as ``0``, ``""``, ``False``, ``{}`` and
+        ``[]`` are sent as they are. ``timeout`` is in seconds. Inside a handler,
+        the request gets no more time than the handler's own caller has left,
+        unless ``inherit_deadline`` is false.
+
+        Raises :class:`TasqRequestTimeoutError`, :class:`TasqRequestUnknownMethodError`,
+        :class:`TasqRequestRejectedError` (:class:`TasqRequestInvalidArgsError` for
+        invalid args), :class:`TasqConnectionError` when Redis fails, and
+        :class:`TasqEncodeError` when ``args`` cannot be encoded or is too large.
+        """
+        self._check_running()
+        _protocol.validate_name("topic", topic)
+        _protocol.validate_name("method", method)
+        timeout_s = _effective_timeout(timeout, inherit_deadline)
+
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            result = await self._send_and_wait(topic, method, args, timeout_s)
+            outcome = "ok"
+            return result
+        except TasqRequestError as exc:
+            outcome = _outcome_of(exc)
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            self._observer.request_finished(topic, method, outcome, time.monotonic() - started)
+
+    async def serve(
+        self,
+        topic: str,
+        handlers: Mapping[str, Handler] | None = None,
+        handler: DefaultHandler | None = None,
+        *,
+        threads: int = 1,
+        cancel_at_deadline: bool = True,
+        recheck_interval_s: float = 1.0,
+    ) -> TasqServer:
+        """Start serving ``topic`` and return the running server.
+
+        ``handlers`` maps method names to functions called with the args;
+        ``handler`` is called as ``handler(method, args)`` for any other method.
+        ``threads`` is the maximum number of handlers running at once. Async
+        functions are awaited; plain functions run in a thread pool of ``threads``
+        threads. A handler still running at its caller's deadline is cancelled
+        unless ``cancel_at_deadline`` is false. While idle, the server looks for
+        tasks every ``recheck_interval_s`` seconds even without notifications.
+
+        Raises ValueError for a bad topic, method name or option, or when this
+        client already serves ``topic``.
+        """
+        self._check_running()
+        _check_serve_options(topic, handlers or {}, handler, threads, recheck_interval_s)
+        if topic in self._servers:
+            raise ValueError(f"This Tasq client already serves topic {topic!r}; serve each topic once.")
+
+        server = TasqServer(
+            redis=self._redis,
+            listener=self._listener,
+            batcher=self._batcher,
+            observer=self._observer,
+            topic=topic,
+            handlers=handlers or {},
+            default_handler=handler,
+            threads=threads,
+            cancel_at_deadline=cancel_at_deadline,
+            max_message_bytes=self._max_message_bytes,
+            recheck_interval_s=recheck_interval_s,
+        )
+        self._servers[topic] = server
+        try:
+            await server.start()
+        except BaseException:
+            del self._servers[topic]
+            raise
+        return server
+
+    async def _send_and_wait(self, topic: str, method: str, args: Any, timeout_s: float) -> Any:
+        if timeout_s <= 0:
+            raise TasqRequestTimeoutError(topic=topic, method=method, args=args, timeout_s=0.0)
+
+        deadline_unix_s = time.time() + timeout_s
+        request_id = self._new_request_id()
+        payload = self._encode_request(request_id, deadline_unix_s, method, args)
+        waiter: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = waiter
+        try:
+            async with asyncio.timeout(timeout_s):
+                self._batcher.push(_protocol.topic_key(topic), payload, deadline_unix_s * 1000, waiter)
+                response = await waiter
+        except TimeoutError:
+            raise TasqRequestTimeoutError(
+                topic=topic, method=method, args=args, request_id=request_id.hex(), timeout_s=timeout_s
+            ) from None
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise TasqConnectionError(
+                f"Request {topic!r}.{method!r} failed before a reply arrived: {exc}. "
+                "Check that Redis is reachable, then retry if the method is safe to repeat.",
+                topic=topic,
+                method=method,
+                args=args,
+                request_id=request_id.hex(),
+            ) from exc
+        except RedisError as exc:
+            raise TasqRequestError(
+                f"Redis rejected the request {topic!r}.{method!r}: {exc}. Check the Redis "
+                f"user's permissions and that key {_protocol.topic_key(topic)!r} is a list.",
+                topic=topic,
+                method=method,
+                args=args,
+                request_id=request_id.hex(),
+            ) from exc
+        finally:
+            # Whatever happened, the slot is freed at once: a late reply finds no
+            # entry and is dropped.
+            del self._pending[request_id]
+        return _result_of(response, topic, method, args)
+
+    def _encode_request(self, request_id: bytes, deadline_unix_s: float, method: str, args: Any) -> bytes:
+        deadline_ms = _protocol.to_deadline_ms(deadline_unix_s)
+        payload = _protocol.encode_request(
+            self._client_id, request_id, deadline_ms, method, args, args is not None
+        )
+        if len(payload) > self._max_message_bytes:
+            raise TasqEncodeError(
+                f"Request to method {method!r} is {len(payload)} bytes, over the maximum of "
+                f"{self._max_message_bytes} bytes. Send less data or raise max_message_bytes."
+            )
+        return payload
+
+    def _new_request_id(self) -> bytes:
+        while True:
+            request_id = _protocol.new_request_id()
+            if request_id not in self._pending:
+                return request_id
+
+    def _on_reply(self, data: bytes) -> None:
+        try:
+            response = _protocol.decode_response(data, max_bytes=self._max_message_bytes)
+        except TasqProtocolError as exc:
+            logger.warning("Dropped a malformed reply on channel=%s: %s", self._reply_channel, exc)
+            return
+
+        waiter = self._pending.get(response.request_id)
+        if waiter is None or waiter.done():
+            logger.debug("Dropped a reply nobody waits for: request_id=%s", response.request_id.hex())
+            return
+        waiter.set_result(response)
+
+    def _check_running(self) -> None:
+        if self._state is _State.CREATED:
+            raise RuntimeError("This Tasq client is not started; use create_tasq() or await start().")
+        if self._state is _State.CLOSED:
+            raise RuntimeError("This Tasq client is closed; create a new one with create_tasq().")
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coroutine, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._on_background_done)
+
+    def _on_background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "Background task %s of the Tasq client died.", task.get_name(), exc_info=task.exception()
+            )
+
+    async def _stop_background(self) -> None:
+        await cancel_and_wait(self._background)
+        self._batcher.fail_queued(ConnectionError("the Tasq client was closed"))
+
+    def _fail_pending(self) -> None:
+        error = ConnectionError("the Tasq client was closed while the request was pending")
+        for waiter in self._pending.values():
+            if not waiter.done():
+                waiter.set_exception(error)
+
+
+def _effective_timeout(timeout: float, inherit_deadline: bool) -> float:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise ValueError(f"Invalid timeout {timeout!r}: give a positive number of seconds.")
+    context = get_request_context() if inherit_deadline else None
+    if context is None:
+        return float(timeout)
+    return min(float(timeout), context.time_remaining())
+
+
+def _check_serve_options(
+    topic: str,
+    handlers: Mapping[str, Handler],
+    handler: DefaultHandler | None,
+    threads: int,
+    recheck_interval_s: float,
+) -> None:
+    _protocol.validate_name("topic", topic)
+    for name, function in handlers.items():
+        _protocol.validate_name("method", name)
+        if not callable(function):
+            raise TypeError(f"The handler for method {name!r} is not callable: {function!r}.")
+    if handler is not None and not callable(handler):
+        raise TypeError(f"The default handler is not callable: {handler!r}.")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"Invalid threads {threads!r}: give a whole number of at least 1.")
+    if not recheck_interval_s > 0:
+        raise ValueError(
+            f"Invalid recheck_interval_s {recheck_interval_s!r}: give a positive number of seconds."
+        )
+
+
+def _result_of(response: Response, topic: str, method: str, args: Any) -> Any:
+    request_id = response.request_id.hex()
+    if response.status is ResponseStatus.OK:
+        return response.value
+    if response.status is ResponseStatus.UNKNOWN_METHOD:
+        raise TasqRequestUnknownMethodError(topic=topic, method=method, args=args, request_id=request_id)
+
+    detail = response.detail or {}
+    remote_type = detail.get("type") if isinstance(detail.get("type"), str) else None
+    remote_message = str(detail["message"]) if "message" in detail else None
+    if isinstance(detail.get("invalid_args"), list):
+        raise TasqRequestInvalidArgsError(
+            topic=topic,
+            method=method,
+            args=args,
+            request_id=request_id,
+            remote_type=remote_type,
+            remote_message=remote_message,
+            errors=detail["invalid_args"],
+        )
+    raise TasqRequestRejectedError(
+        topic=topic,
+        method=method,
+        args=args,
+        request_id=request_id,
+        remote_type=remote_type,
+        remote_message=remote_message,
+    )
+
+
+def _outcome_of(exc: TasqRequestError) -> str:
+    if isinstance(exc, TasqRequestTimeoutError):
+        return "timeout"
+    if isinstance(exc, TasqRequestUnknownMethodError):
+        return "unknown_method"
+    if isinstance(exc, TasqRequestInvalidArgsError):
+        return "invalid_args"
+    if isinstance(exc, TasqRequestRejectedError):
+        return "rejected"
+    return "error"
+
+
+def _check_bytes_responses(redis: aioredis.Redis) -> None:
+    if redis.connection_pool.connection_kwargs.get("decode_responses"):
+        raise ValueError(
+            "The Redis client has decode_responses=True, but Tasq messages are binary CBOR. "
+            "Pass a client created with decode_responses=False (the default) or a URL."
+        )
+
+
+async def _check_redis_version(redis: aioredis.Redis) -> None:
+    info = await redis.info("server")
+    version_text = str(info.get("redis_version", "0"))
+    version = tuple(int(part) for part in version_text.split(".")[:2] if part.isdigit())
+    if version < _MIN_REDIS_VERSION:
+        raise RuntimeError(
+            f"Redis {version_text} is too old for Tasq: it needs Redis 7.0 or newer "
+            "(for LPOP with a count and PEXPIRE NX/GT). Upgrade the server."
+        )

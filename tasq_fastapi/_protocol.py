@@ -1,0 +1,222 @@
+"""The Tasq wire protocol, as spoken by the Node.js library ``@kirick/tasq`` 0.3.
+
+Redis names for a topic ``T``: the task list and its notification channel are both
+``@tasq:T``; a client with id ``C`` receives replies on ``@tasq:client:C``.
+
+A request is the CBOR array ``[client id, request id, deadline, method, args?]``: the
+request id is 6 random bytes, the deadline a number of milliseconds since
+2023-01-01T00:00:00Z, and args is left out when the caller has none. A response is
+``[request id, status, value?]``. For status :attr:`ResponseStatus.REJECTED` this
+library adds a detail map as the third item, which Node.js clients ignore.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+
+from . import _cbor
+from ._errors import TasqProtocolError
+
+KEY_PREFIX = "@tasq:"
+"""Prefix of a topic's task list key and of its notification channel."""
+
+CLIENT_CHANNEL_PREFIX = "@tasq:client:"
+"""Prefix of a client's reply channel; the client id follows."""
+
+TASQ_EPOCH_MS = 1_672_531_200_000
+"""2023-01-01T00:00:00Z in Unix milliseconds: the zero of request deadlines."""
+
+REQUEST_ID_BYTES = 6
+CLIENT_ID_RANDOM_BYTES = 6
+
+MAX_NAME_LENGTH = 200
+"""Maximum length of a topic, method or namespace, in characters."""
+
+# Deadlines beyond this (about year 2308 from the Tasq epoch) are treated as garbage.
+_MAX_DEADLINE_MS = 2.0**43
+
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.:/-]+")
+_RESERVED_TOPIC_PREFIX = "client:"
+_CLIENT_ID_PATTERN = re.compile(r"([A-Za-z0-9_.:/-]{1,200}:)?[A-Za-z0-9+/]{8}")
+
+
+class ResponseStatus(enum.IntEnum):
+    """The status item of a response."""
+
+    OK = 0
+    REJECTED = 1
+    UNKNOWN_METHOD = 2
+
+
+@dataclass(slots=True, frozen=True)
+class Request:
+    """A decoded request. ``deadline_ms`` counts from :data:`TASQ_EPOCH_MS`."""
+
+    client_id: str
+    request_id: bytes
+    deadline_ms: float
+    method: str
+    args: Any
+    has_args: bool
+
+    @property
+    def deadline_unix_s(self) -> float:
+        """The deadline as Unix time in seconds."""
+        return (self.deadline_ms + TASQ_EPOCH_MS) / 1000
+
+
+@dataclass(slots=True, frozen=True)
+class Response:
+    """A decoded response; ``detail`` is only set for rejections from this library."""
+
+    request_id: bytes
+    status: ResponseStatus
+    value: Any = None
+    detail: dict[str, Any] | None = None
+
+
+def topic_key(topic: str) -> str:
+    """Return the Redis key of a topic's task list, which is also its channel."""
+    return KEY_PREFIX + topic
+
+
+def client_channel(client_id: str) -> str:
+    """Return the reply channel of a client."""
+    return CLIENT_CHANNEL_PREFIX + client_id
+
+
+def new_client_id(namespace: str | None) -> str:
+    """Return a fresh client id: 8 base64 characters, after ``namespace:`` if given."""
+    random_part = base64.b64encode(os.urandom(CLIENT_ID_RANDOM_BYTES)).decode("ascii")
+    if namespace is None:
+        return random_part
+    return f"{namespace}:{random_part}"
+
+
+def new_request_id() -> bytes:
+    """Return 6 random bytes, as the Node.js library uses."""
+    return os.urandom(REQUEST_ID_BYTES)
+
+
+def validate_name(kind: str, value: object) -> str:
+    """Check a topic, method or namespace name and return it.
+
+    Names are 1 to :data:`MAX_NAME_LENGTH` characters of letters, digits and
+    ``_ . : / -``, so that they can never change which Redis key, channel or
+    cluster slot is used. A topic must not start with ``client:``, because
+    ``@tasq:client:...`` is the reply channel of a client. Raises ValueError.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"The {kind} must be a str, got {type(value).__name__}: {value!r}.")
+    if not value or len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"Invalid {kind} {value!r}: it must have 1 to {MAX_NAME_LENGTH} characters.")
+    if _NAME_PATTERN.fullmatch(value) is None:
+        raise ValueError(
+            f"Invalid {kind} {value!r}: use only letters, digits and the characters "
+            "'_ . : / -', so that the name cannot change the Redis key or channel."
+        )
+    if kind == "topic" and value.startswith(_RESERVED_TOPIC_PREFIX):
+        raise ValueError(
+            f"Invalid topic {value!r}: topics starting with {_RESERVED_TOPIC_PREFIX!r} "
+            "would share a Redis channel with client replies. Choose another name."
+        )
+    return value
+
+
+def to_deadline_ms(deadline_unix_s: float) -> float:
+    """Convert a Unix time in seconds to a wire deadline."""
+    return deadline_unix_s * 1000 - TASQ_EPOCH_MS
+
+
+def encode_request(
+    client_id: str, request_id: bytes, deadline_ms: float, method: str, args: Any, has_args: bool
+) -> bytes:
+    """Encode a request; args is left out when ``has_args`` is false.
+
+    The deadline is written as a float, as Node.js peers write it.
+    """
+    frame: list[Any] = [client_id, request_id, float(deadline_ms), method]
+    if has_args:
+        frame.append(args)
+    return _cbor.encode(frame, what="args")
+
+
+def decode_request(data: bytes, *, max_bytes: int) -> Request:
+    """Decode and check a request read from a task list.
+
+    Raises :class:`TasqProtocolError` saying which item is wrong.
+    """
+    frame = _cbor.decode(data, max_bytes=max_bytes)
+    if not isinstance(frame, list) or len(frame) < 4:
+        raise TasqProtocolError("Request is not a CBOR array of at least 4 items.")
+
+    client_id, request_id, deadline_ms, method = frame[:4]
+    if not isinstance(client_id, str) or _CLIENT_ID_PATTERN.fullmatch(client_id) is None:
+        raise TasqProtocolError("Request item 0 (client id) is not a valid client id.")
+    if not isinstance(request_id, bytes) or not 1 <= len(request_id) <= 64:
+        raise TasqProtocolError("Request item 1 (request id) is not a byte string of 1 to 64 bytes.")
+    if not _is_valid_deadline(deadline_ms):
+        raise TasqProtocolError("Request item 2 (deadline) is not a number in range.")
+    if not isinstance(method, str) or not method or len(method) > MAX_NAME_LENGTH:
+        raise TasqProtocolError("Request item 3 (method) is not a non-empty text string.")
+
+    has_args = len(frame) >= 5 and frame[4] is not cbor2.undefined
+    args = frame[4] if has_args else None
+    return Request(client_id, request_id, float(deadline_ms), method, args, has_args)
+
+
+def _is_valid_deadline(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and 0 <= value <= _MAX_DEADLINE_MS
+
+
+def encode_response(
+    request_id: bytes,
+    status: ResponseStatus,
+    value: Any = None,
+    detail: dict[str, Any] | None = None,
+) -> bytes:
+    """Encode a response. ``value`` is sent for OK, ``detail`` for REJECTED.
+
+    Raises :class:`TasqEncodeError` when ``value`` or ``detail`` cannot be encoded.
+    """
+    frame: list[Any] = [request_id, int(status)]
+    if status is ResponseStatus.OK:
+        frame.append(value)
+    elif detail is not None:
+        frame.append(detail)
+    return _cbor.encode(frame, what="result")
+
+
+def decode_response(data: bytes, *, max_bytes: int) -> Response:
+    """Decode and check a response read from a reply channel.
+
+    Raises :class:`TasqProtocolError`, also for a status this library does not know.
+    """
+    frame = _cbor.decode(data, max_bytes=max_bytes)
+    if not isinstance(frame, list) or len(frame) < 2:
+        raise TasqProtocolError("Response is not a CBOR array of at least 2 items.")
+
+    request_id, status = frame[0], frame[1]
+    if not isinstance(request_id, bytes):
+        raise TasqProtocolError("Response item 0 (request id) is not a byte string.")
+    if isinstance(status, bool) or status not in tuple(ResponseStatus):
+        raise TasqProtocolError(f"Response item 1 (status) {status!r} is not a known status.")
+
+    value = frame[2] if len(frame) >= 3 else None
+    if value is cbor2.undefined:
+        value = None
+    status = ResponseStatus(status)
+    if status is ResponseStatus.REJECTED:
+        detail = value if isinstance(value, dict) else None
+        return Response(request_id, status, None, detail)
+    return Response(request_id, status, value if status is ResponseStatus.OK else None)

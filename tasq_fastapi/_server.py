@@ -1,0 +1,417 @@
+"""The server side: takes tasks of one topic from Redis and runs their handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import enum
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from . import _protocol
+from ._batcher import CommandBatcher
+from ._context import TasqRequestContext, reset_request_context, set_request_context
+from ._errors import TasqEncodeError, TasqInvalidArgsError, TasqProtocolError
+from ._listener import PubSubListener
+from ._observer import TasqObserver
+from ._protocol import Request, ResponseStatus
+from ._redis import execute
+from ._tasks import cancel_and_wait
+
+__all__ = ["DefaultHandler", "Handler", "TasqServer"]
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Any], Any]
+"""A handler: called with the request's args, returns the result or an awaitable."""
+
+DefaultHandler = Callable[[str, Any], Any]
+"""A catch-all handler: called with the method name and the args."""
+
+# Longest exception message sent back to a caller, in characters.
+_MAX_ERROR_MESSAGE_LENGTH = 1000
+
+# Pause after a failed LPOP before trying again, in seconds.
+_RETRY_DELAY_S = 0.1
+
+
+class _State(enum.Enum):
+    CREATED = "created"
+    RUNNING = "running"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class TasqServer:
+    """Serves one topic: runs up to ``threads`` handlers at once.
+
+    Created by :meth:`Tasq.serve`; stop it with :meth:`aclose`. Tasks are taken
+    with ``LPOP key count`` for as many tasks as there are free slots, after every
+    notification, after every (re)subscription and every ``recheck_interval_s``
+    seconds while idle, so a task pushed without a notification is still found.
+
+    Errors a handler raises reach the caller as a rejected request carrying the
+    exception's class name and message (at most 1,000 characters); the traceback
+    and the exception's module stay on the server, where they are logged.
+    """
+
+    def __init__(
+        self,
+        *,
+        redis: aioredis.Redis,
+        listener: PubSubListener,
+        batcher: CommandBatcher,
+        observer: TasqObserver,
+        topic: str,
+        handlers: Mapping[str, Handler],
+        default_handler: DefaultHandler | None,
+        threads: int,
+        cancel_at_deadline: bool,
+        max_message_bytes: int,
+        recheck_interval_s: float,
+    ) -> None:
+        self._redis = redis
+        self._listener = listener
+        self._batcher = batcher
+        self._observer = observer
+        self._topic = topic
+        self._key = _protocol.topic_key(topic)
+        # A plain dict copy: only registered names can ever be called.
+        self._handlers: dict[str, Handler] = dict(handlers)
+        self._default_handler = default_handler
+        self._threads = threads
+        self._cancel_at_deadline = cancel_at_deadline
+        self._max_message_bytes = max_message_bytes
+        self._recheck_interval_s = recheck_interval_s
+
+        self._state = _State.CREATED
+        self._wakeup = asyncio.Event()
+        self._maybe_more = True
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._processed = 0
+
+    @property
+    def topic(self) -> str:
+        """The topic this server serves."""
+        return self._topic
+
+    @property
+    def threads(self) -> int:
+        """The maximum number of handlers running at once."""
+        return self._threads
+
+    @property
+    def running(self) -> int:
+        """The number of handlers running now."""
+        return len(self._tasks)
+
+    @property
+    def processed(self) -> int:
+        """The number of tasks taken from the queue and finished, whatever the outcome."""
+        return self._processed
+
+    @property
+    def is_alive(self) -> bool:
+        """Whether the server is running and its loop has not died."""
+        task = self._loop_task
+        return self._state is _State.RUNNING and task is not None and not task.done()
+
+    async def queue_depth(self) -> int:
+        """Return the number of tasks waiting in the topic's list."""
+        return int(await execute(self._redis, "LLEN", self._key))
+
+    async def start(self) -> None:
+        """Subscribe to the topic's notifications and start taking tasks."""
+        if self._state is not _State.CREATED:
+            raise RuntimeError(f"The server for topic {self._topic!r} was already started.")
+
+        await self._listener.subscribe(self._key, self._on_notification, self._on_notification)
+        self._state = _State.RUNNING
+        self._loop_task = asyncio.create_task(self._run(), name=f"tasq-server-{self._topic}")
+        self._loop_task.add_done_callback(self._on_loop_done)
+        logger.info("Server started: topic=%s threads=%d", self._topic, self._threads)
+
+    async def aclose(self, grace_s: float = 10.0) -> None:
+        """Stop taking tasks, let running handlers finish, then cancel the rest.
+
+        Handlers still running ``grace_s`` seconds after the call are cancelled.
+        Queued tasks stay in Redis for other servers. Calling it again does nothing.
+        """
+        if self._state in (_State.CLOSING, _State.CLOSED):
+            return
+        self._state = _State.CLOSING
+        await self._listener.unsubscribe(self._key)
+        await self._stop_loop()
+
+        cancelled = await self._drain(grace_s)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._state = _State.CLOSED
+        logger.info(
+            "Server stopped: topic=%s processed=%d cancelled=%d",
+            self._topic,
+            self._processed,
+            cancelled,
+        )
+
+    async def _stop_loop(self) -> None:
+        if self._loop_task is not None:
+            await cancel_and_wait([self._loop_task])
+
+    async def _drain(self, grace_s: float) -> int:
+        if not self._tasks:
+            return 0
+        _done, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+        await cancel_and_wait(pending)
+        return len(pending)
+
+    def _on_notification(self, _message: bytes | None = None) -> None:
+        self._maybe_more = True
+        self._wakeup.set()
+
+    def _on_loop_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "Server loop for topic=%s died; the server takes no more tasks.",
+                self._topic,
+                exc_info=task.exception(),
+            )
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            # A plain timer rather than asyncio.timeout(): on Python 3.11 a timeout
+            # expiring next to aclose()'s cancel() can swallow that cancellation.
+            recheck = loop.call_later(self._recheck_interval_s, self._on_notification)
+            try:
+                await self._wakeup.wait()
+            finally:
+                recheck.cancel()
+            self._wakeup.clear()
+            await self._fill_slots()
+
+    async def _fill_slots(self) -> None:
+        # Clear the flag before each LPOP: a notification arriving meanwhile sets it
+        # again, so a task pushed just after an empty LPOP is never missed.
+        while self._maybe_more and len(self._tasks) < self._threads:
+            self._maybe_more = False
+            free = self._threads - len(self._tasks)
+            items = await self._pop(free)
+            for raw in items:
+                self._start_task(raw)
+            if len(items) == free:
+                self._maybe_more = True
+
+    async def _pop(self, count: int) -> list[bytes]:
+        try:
+            items = await execute(self._redis, "LPOP", self._key, count)
+        except (RedisError, OSError) as exc:
+            logger.warning("Taking tasks for topic=%s failed, retrying: %r", self._topic, exc)
+            self._maybe_more = True
+            await asyncio.sleep(_RETRY_DELAY_S)
+            return []
+        return list(items) if items else []
+
+    def _start_task(self, raw: bytes) -> None:
+        task = asyncio.create_task(self._handle(raw))
+        self._tasks.add(task)
+        task.add_done_callback(self._on_task_done)
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._processed += 1
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "Task of topic=%s failed outside its handler.", self._topic, exc_info=task.exception()
+            )
+        if self._maybe_more:
+            self._wakeup.set()
+
+    async def _handle(self, raw: bytes) -> None:
+        try:
+            request = _protocol.decode_request(raw, max_bytes=self._max_message_bytes)
+        except TasqProtocolError as exc:
+            logger.warning("Dropped a malformed task of topic=%s: %s", self._topic, exc)
+            self._observer.task_dropped(self._topic, "malformed")
+            return
+
+        if request.deadline_unix_s <= time.time():
+            logger.info(
+                "Dropped an expired task: topic=%s method=%s request_id=%s",
+                self._topic,
+                request.method,
+                request.request_id.hex(),
+            )
+            self._observer.task_dropped(self._topic, "expired")
+            return
+
+        await self._run_and_reply(request)
+
+    async def _run_and_reply(self, request: Request) -> None:
+        started = time.monotonic()
+        self._observer.task_started(self._topic, request.method)
+        outcome, reply = await self._run_handler(request)
+        if reply is not None and not await self._send_reply(request, reply):
+            outcome = "reply_failed"
+        self._observer.task_finished(self._topic, request.method, outcome, time.monotonic() - started)
+
+    async def _run_handler(self, request: Request) -> tuple[str, bytes | None]:
+        call = self._resolve(request)
+        if call is None:
+            return "unknown_method", _encode(request, ResponseStatus.UNKNOWN_METHOD)
+
+        context = TasqRequestContext(
+            topic=self._topic,
+            method=request.method,
+            request_id=request.request_id.hex(),
+            client_id=request.client_id,
+            deadline=request.deadline_unix_s,
+        )
+        token = set_request_context(context)
+        try:
+            result = await self._call_with_deadline(call, request, context)
+        except _DeadlineExceeded:
+            return "deadline_exceeded", None
+        except TasqInvalidArgsError as exc:
+            detail = _error_detail(exc) | {"invalid_args": exc.errors}
+            return "invalid_args", _encode(request, ResponseStatus.REJECTED, detail=detail)
+        except Exception as exc:
+            _log_handler_error(self._topic, request)
+            return "rejected", _encode(request, ResponseStatus.REJECTED, detail=_error_detail(exc))
+        finally:
+            reset_request_context(token)
+        return _encode_result(self._topic, request, result)
+
+    def _resolve(self, request: Request) -> Callable[[], Awaitable[Any]] | None:
+        handler = self._handlers.get(request.method)
+        if handler is not None:
+            return functools.partial(self._invoke, handler, request.args)
+        default = self._default_handler
+        if default is not None:
+            return functools.partial(self._invoke, default, request.method, request.args)
+        return None
+
+    async def _call_with_deadline(
+        self, call: Callable[[], Awaitable[Any]], request: Request, context: TasqRequestContext
+    ) -> Any:
+        if not self._cancel_at_deadline:
+            return await call()
+
+        timeout = asyncio.timeout(context.time_remaining())
+        try:
+            async with timeout:
+                return await call()
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            logger.warning(
+                "Handler cancelled at the deadline: topic=%s method=%s request_id=%s",
+                self._topic,
+                request.method,
+                context.request_id,
+            )
+            raise _DeadlineExceeded from None
+
+    async def _invoke(self, function: Callable[..., Any], *args: Any) -> Any:
+        if _is_async_callable(function):
+            return await function(*args)
+
+        # Plain functions run in this server's own threads, so that they never block
+        # the event loop and ``threads`` bounds them too. The copied context carries
+        # the request context into the thread.
+        # NOTE: a plain handler cancelled at its deadline keeps running in its thread
+        # until it returns; only its result is discarded.
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        result = await loop.run_in_executor(
+            self._get_executor(), functools.partial(context.run, function, *args)
+        )
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    def _get_executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self._threads, thread_name_prefix=f"tasq-{self._topic}"
+            )
+        return self._executor
+
+    async def _send_reply(self, request: Request, reply: bytes) -> bool:
+        channel = _protocol.client_channel(request.client_id)
+        try:
+            await self._batcher.publish(channel, reply)
+        except (RedisError, OSError) as exc:
+            logger.warning(
+                "Reply failed: topic=%s method=%s request_id=%s error=%r",
+                self._topic,
+                request.method,
+                request.request_id.hex(),
+                exc,
+            )
+            return False
+        return True
+
+
+class _DeadlineExceeded(Exception):
+    """The handler was cancelled because the caller's deadline passed."""
+
+
+def _is_async_callable(function: Callable[..., Any]) -> bool:
+    while isinstance(function, functools.partial):
+        function = function.func
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 - an async __call__ method counts too
+    )
+
+
+def _error_detail(exc: BaseException) -> dict[str, Any]:
+    message = str(exc)
+    if len(message) > _MAX_ERROR_MESSAGE_LENGTH:
+        message = message[:_MAX_ERROR_MESSAGE_LENGTH] + "..."
+    return {"type": type(exc).__name__, "message": message}
+
+
+def _log_handler_error(topic: str, request: Request) -> None:
+    logger.exception(
+        "Handler failed: topic=%s method=%s request_id=%s",
+        topic,
+        request.method,
+        request.request_id.hex(),
+    )
+
+
+def _encode(request: Request, status: ResponseStatus, detail: dict[str, Any] | None = None) -> bytes:
+    try:
+        return _protocol.encode_response(request.request_id, status, detail=detail)
+    except TasqEncodeError:
+        # Only a handler's extra error details can fail here; send the rest.
+        if detail is None:
+            raise
+        fallback = {"type": detail["type"], "message": str(detail["message"])}
+        return _protocol.encode_response(request.request_id, status, detail=fallback)
+
+
+def _encode_result(topic: str, request: Request, result: Any) -> tuple[str, bytes]:
+    try:
+        return "ok", _protocol.encode_response(request.request_id, ResponseStatus.OK, result)
+    except TasqEncodeError as exc:
+        logger.error(
+            "Handler result cannot be encoded: topic=%s method=%s request_id=%s type=%s",
+            topic,
+            request.method,
+            request.request_id.hex(),
+            type(result).__name__,
+        )
+        detail = {"type": "TasqEncodeError", "message": str(exc)}
+        return "rejected", _encode(request, ResponseStatus.REJECTED, detail=detail)
