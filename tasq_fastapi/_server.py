@@ -99,6 +99,7 @@ class TasqServer:
         self._loop_task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._processed = 0
+        self._pop_failures = 0
 
     @property
     def topic(self) -> str:
@@ -216,10 +217,18 @@ class TasqServer:
         try:
             items = await execute(self._redis, "LPOP", self._key, count)
         except (RedisError, OSError) as exc:
-            logger.warning("Taking tasks for topic=%s failed, retrying: %r", self._topic, exc)
+            self._pop_failures += 1
+            if self._pop_failures == 1:
+                logger.warning("Taking tasks for topic=%s failed, retrying: %r", self._topic, exc)
             self._maybe_more = True
             await asyncio.sleep(_RETRY_DELAY_S)
             return []
+
+        if self._pop_failures:
+            logger.info(
+                "Taking tasks for topic=%s works again after %d failures.", self._topic, self._pop_failures
+            )
+            self._pop_failures = 0
         return list(items) if items else []
 
     def _start_task(self, raw: bytes) -> None:

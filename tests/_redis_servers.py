@@ -49,11 +49,16 @@ class RedisProcess:
     def start(self) -> None:
         command = [
             server_binary(),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", self._directory,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self._directory,
             *self._extra_args,
         ]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -103,4 +108,3 @@ def running_redis(*extra_args: str) -> Iterator[RedisProcess]:
         yield server
     finally:
         server.cleanup()
-

@@ -18,10 +18,8 @@ from tasq_fastapi import (
     create_tasq,
     get_request_context,
 )
+from tests._waiting import WAIT_S, wait_until
 from tests.conftest import REDIS_URL
-
-# Safety net for waits on events: only reached when a test is failing.
-WAIT_S = 10.0
 
 
 async def echo(args: Any) -> Any:
@@ -100,7 +98,7 @@ async def test_request_handler_slower_than_timeout(tasq: Tasq, topic: str) -> No
 
     await tasq.serve(topic, {"stuck": stuck})
 
-    with pytest.raises(TasqRequestTimeoutError, match="timed out after 0.2 s") as caught:
+    with pytest.raises(TasqRequestTimeoutError, match=r"timed out after 0\.2 s") as caught:
         await tasq.request(topic, "stuck", timeout=0.2)
 
     assert isinstance(caught.value, TimeoutError)
@@ -293,7 +291,6 @@ async def test_nested_request_inherits_deadline(tasq: Tasq, topic: str) -> None:
 
 async def test_late_reply_is_dropped(tasq: Tasq, topic: str, caplog: pytest.LogCaptureFixture) -> None:
     release = asyncio.Event()
-    replied = asyncio.Event()
 
     async def late(_args: Any) -> str:
         await release.wait()
@@ -307,9 +304,11 @@ async def test_late_reply_is_dropped(tasq: Tasq, topic: str, caplog: pytest.LogC
     release.set()
     # Replies travel in order on one channel, so once a later request is answered
     # the late reply has been read and dropped.
-    while not replied.is_set():
+    async def late_reply_dropped() -> bool:
         assert await tasq.request(topic, "echo", 1) == 1
-        replied.set() if any("nobody waits" in r.message for r in caplog.records) else await asyncio.sleep(0)
+        return any("nobody waits" in record.message for record in caplog.records)
+
+    await wait_until(late_reply_dropped)
 
     assert tasq.pending_count == 0
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -317,8 +316,7 @@ async def test_late_reply_is_dropped(tasq: Tasq, topic: str, caplog: pytest.LogC
 
 async def test_cancelled_request_frees_pending_entry(tasq: Tasq, topic: str) -> None:
     call = asyncio.create_task(tasq.request(topic, "nobody", timeout=60.0))
-    while tasq.pending_count == 0:
-        await asyncio.sleep(0)
+    await wait_until(lambda: tasq.pending_count == 1)
 
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
