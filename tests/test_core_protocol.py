@@ -52,8 +52,18 @@ MIXED_TYPES_REQUEST = (
 
 # Responses written by @kirick/tasq 0.3.3.
 GOLDEN_RESPONSES = {
-    "ok_string": ("83462de7f568efb0006d48656c6c6f2c20776f726c6421", b"-\xe7\xf5h\xef\xb0", ResponseStatus.OK, "Hello, world!"),
-    "ok_object": ("83467d4289f1706d00b9000262696401646e616d656454617371", b"}B\x89\xf1pm", ResponseStatus.OK, {"id": 1, "name": "Tasq"}),
+    "ok_string": (
+        "83462de7f568efb0006d48656c6c6f2c20776f726c6421",
+        b"-\xe7\xf5h\xef\xb0",
+        ResponseStatus.OK,
+        "Hello, world!",
+    ),
+    "ok_object": (
+        "83467d4289f1706d00b9000262696401646e616d656454617371",
+        b"}B\x89\xf1pm",
+        ResponseStatus.OK,
+        {"id": 1, "name": "Tasq"},
+    ),
     "ok_undefined": ("8346df952b67adc100f7", b"\xdf\x95+g\xad\xc1", ResponseStatus.OK, None),
     "rejected": ("824666473b262e4b01", b"fG;&.K", ResponseStatus.REJECTED, None),
     "unknown_method": ("8246e77fef53d68a02", b"\xe7\x7f\xefS\xd6\x8a", ResponseStatus.UNKNOWN_METHOD, None),
@@ -72,7 +82,12 @@ def test_encode_request_matches_node_layout(name: str) -> None:
     data, request = GOLDEN_REQUESTS[name]
 
     written = encode_request(
-        request.client_id, request.request_id, request.deadline_ms, request.method, request.args, request.has_args
+        request.client_id,
+        request.request_id,
+        request.deadline_ms,
+        request.method,
+        request.args,
+        request.has_args,
     )
 
     assert cbor2.loads(written) == cbor2.loads(bytes.fromhex(data))
@@ -86,7 +101,12 @@ def test_encode_request_without_maps_is_byte_identical(name: str) -> None:
     data, request = GOLDEN_REQUESTS[name]
 
     written = encode_request(
-        request.client_id, request.request_id, request.deadline_ms, request.method, request.args, request.has_args
+        request.client_id,
+        request.request_id,
+        request.deadline_ms,
+        request.method,
+        request.args,
+        request.has_args,
     )
 
     assert written.hex() == data
@@ -146,7 +166,9 @@ def test_encode_response_object_matches_node_layout() -> None:
 
 
 def test_encode_response_rejected_detail_is_third_item() -> None:
-    written = encode_response(b"abcdef", ResponseStatus.REJECTED, detail={"type": "ValueError", "message": "bad"})
+    written = encode_response(
+        b"abcdef", ResponseStatus.REJECTED, detail={"type": "ValueError", "message": "bad"}
+    )
 
     assert cbor2.loads(written) == [b"abcdef", 1, {"type": "ValueError", "message": "bad"}]
 

@@ -19,7 +19,6 @@ from tasq_fastapi import (
     get_request_context,
 )
 from tests._waiting import WAIT_S, wait_until
-from tests.conftest import REDIS_URL
 
 
 async def echo(args: Any) -> Any:
@@ -191,16 +190,16 @@ async def test_request_500_mixed_outcomes(tasq: Tasq, topic: str) -> None:
     assert tasq.pending_count == 0
 
 
-async def test_request_namespaced_client(topic: str) -> None:
-    async with await create_tasq(REDIS_URL, namespace="ns1") as client:
+async def test_request_namespaced_client(topic: str, redis_url: str) -> None:
+    async with await create_tasq(redis_url, namespace="ns1") as client:
         await client.serve(topic, {"echo": echo})
 
         assert client.client_id.startswith("ns1:")
         assert await client.request(topic, "echo", {"name": "NS"}) == {"name": "NS"}
 
 
-async def test_request_between_two_clients(tasq: Tasq, topic: str) -> None:
-    async with await create_tasq(REDIS_URL) as caller:
+async def test_request_between_two_clients(tasq: Tasq, topic: str, redis_url: str) -> None:
+    async with await create_tasq(redis_url) as caller:
         await tasq.serve(topic, {"echo": echo})
 
         assert await caller.request(topic, "echo", [1]) == [1]
@@ -302,6 +301,7 @@ async def test_late_reply_is_dropped(tasq: Tasq, topic: str, caplog: pytest.LogC
     with pytest.raises(TasqRequestTimeoutError):
         await tasq.request(topic, "late", timeout=0.2)
     release.set()
+
     # Replies travel in order on one channel, so once a later request is answered
     # the late reply has been read and dropped.
     async def late_reply_dropped() -> bool:
@@ -331,8 +331,8 @@ async def test_request_rejects_bad_timeout(tasq: Tasq, topic: str) -> None:
             await tasq.request(topic, "echo", timeout=bad)
 
 
-async def test_request_before_start_and_after_close(topic: str) -> None:
-    client = Tasq(REDIS_URL)
+async def test_request_before_start_and_after_close(topic: str, redis_url: str) -> None:
+    client = Tasq(redis_url)
     with pytest.raises(RuntimeError, match="not started"):
         await client.request(topic, "echo")
 
