@@ -1,6 +1,6 @@
 """Coalesces Redis writes issued close together into one pipelined round trip.
 
-Requests and replies do not go to Redis one by one: they are queued here, and one
+Requests, replies and other small writes do not go to Redis one by one: they are queued here, and one
 owned task writes everything queued so far in a single pipeline. While that
 pipeline is in flight, new writes queue up for the next one, so the batch size grows
 with the load and a lone request still costs a single round trip.
@@ -50,14 +50,13 @@ class _Push:
 
 
 @dataclass(slots=True)
-class _Publish:
-    channel: str
-    payload: bytes
-    waiter: asyncio.Future[None]
+class _Command:
+    args: tuple[Any, ...]
+    waiter: asyncio.Future[Any]
 
 
 class CommandBatcher:
-    """Writes queued pushes and publishes in one pipeline per loop round.
+    """Writes queued pushes and other commands in one pipeline per loop round.
 
     A push's ``waiter`` is the future the caller awaits for its reply: it only gets
     an exception here, when the write fails. A push whose waiter is already done
@@ -67,7 +66,7 @@ class CommandBatcher:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._pushes: list[_Push] = []
-        self._publishes: list[_Publish] = []
+        self._commands: list[_Command] = []
         self._wakeup = asyncio.Event()
         self._script_sha: str | None = None
 
@@ -76,10 +75,10 @@ class CommandBatcher:
         self._pushes.append(_Push(key, payload, deadline_unix_ms, waiter))
         self._wakeup.set()
 
-    def publish(self, channel: str, payload: bytes) -> asyncio.Future[None]:
-        """Queue a PUBLISH; the returned future completes once Redis has taken it."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._publishes.append(_Publish(channel, payload, waiter))
+    def command(self, *args: Any) -> asyncio.Future[Any]:
+        """Queue any Redis command; the returned future gets its reply or its error."""
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._commands.append(_Command(args, waiter))
         self._wakeup.set()
         return waiter
 
@@ -89,37 +88,37 @@ class CommandBatcher:
             await self._wakeup.wait()
             self._wakeup.clear()
             pushes, self._pushes = self._pushes, []
-            publishes, self._publishes = self._publishes, []
-            await self._write(pushes, publishes)
+            commands, self._commands = self._commands, []
+            await self._write(pushes, commands)
 
     def fail_queued(self, error: BaseException) -> None:
         """Fail every queued write with ``error``; used when the client closes."""
         for push in self._pushes:
             _set_exception(push.waiter, error)
-        for publish in self._publishes:
-            _set_exception(publish.waiter, error)
-        self._pushes, self._publishes = [], []
+        for command in self._commands:
+            _set_exception(command.waiter, error)
+        self._pushes, self._commands = [], []
 
-    async def _write(self, pushes: list[_Push], publishes: list[_Publish]) -> None:
+    async def _write(self, pushes: list[_Push], commands: list[_Command]) -> None:
         groups = _group_pushes(push for push in pushes if not push.waiter.done())
-        if not groups and not publishes:
+        if not groups and not commands:
             return
 
         try:
-            await self._execute(groups, publishes)
+            await self._execute(groups, commands)
         except asyncio.CancelledError:
             error: BaseException = ConnectionError("the Tasq client was closed during the write")
-            self._fail(groups, publishes, error)
+            self._fail(groups, commands, error)
             raise
         except Exception as exc:
             # Every waiter gets the error; the callers decide what to report.
-            self._fail(groups, publishes, exc)
+            self._fail(groups, commands, exc)
 
-    async def _execute(self, groups: list[list[_Push]], publishes: list[_Publish]) -> None:
+    async def _execute(self, groups: list[list[_Push]], commands: list[_Command]) -> None:
         if self._script_sha is None:
             self._script_sha = await self._redis.script_load(PUSH_SCRIPT)
 
-        results = await self._send(groups, publishes, use_sha=True)
+        results = await self._send(groups, commands, use_sha=True)
         missing = [i for i, result in enumerate(results[: len(groups)]) if isinstance(result, NoScriptError)]
         if missing:
             # Redis lost its script cache (a restart or SCRIPT FLUSH): send the script
@@ -129,11 +128,9 @@ class CommandBatcher:
                 results[i] = result
 
         _settle_pushes(groups, results[: len(groups)])
-        _settle_publishes(publishes, results[len(groups) :])
+        _settle_commands(commands, results[len(groups) :])
 
-    async def _send(
-        self, groups: list[list[_Push]], publishes: list[_Publish], *, use_sha: bool
-    ) -> list[Any]:
+    async def _send(self, groups: list[list[_Push]], commands: list[_Command], *, use_sha: bool) -> list[Any]:
         now_ms = time.time() * 1000
         pipe = self._redis.pipeline(transaction=False)
         for group in groups:
@@ -143,16 +140,16 @@ class CommandBatcher:
                 pipe.execute_command("EVALSHA", self._script_sha, 1, group[0].key, ttl_ms, *payloads)
             else:
                 pipe.execute_command("EVAL", PUSH_SCRIPT, 1, group[0].key, ttl_ms, *payloads)
-        for publish in publishes:
-            pipe.execute_command("PUBLISH", publish.channel, publish.payload)
+        for command in commands:
+            pipe.execute_command(*command.args)
         return list(await pipe.execute(raise_on_error=False))
 
-    def _fail(self, groups: list[list[_Push]], publishes: list[_Publish], error: BaseException) -> None:
+    def _fail(self, groups: list[list[_Push]], commands: list[_Command], error: BaseException) -> None:
         for group in groups:
             for push in group:
                 _set_exception(push.waiter, error)
-        for publish in publishes:
-            _set_exception(publish.waiter, error)
+        for command in commands:
+            _set_exception(command.waiter, error)
 
 
 def _group_pushes(pushes: Any) -> list[list[_Push]]:
@@ -175,12 +172,12 @@ def _settle_pushes(groups: list[list[_Push]], results: list[Any]) -> None:
                 _set_exception(push.waiter, result)
 
 
-def _settle_publishes(publishes: list[_Publish], results: list[Any]) -> None:
-    for publish, result in zip(publishes, results, strict=True):
+def _settle_commands(commands: list[_Command], results: list[Any]) -> None:
+    for command, result in zip(commands, results, strict=True):
         if isinstance(result, BaseException):
-            _set_exception(publish.waiter, result)
-        elif not publish.waiter.done():
-            publish.waiter.set_result(None)
+            _set_exception(command.waiter, result)
+        elif not command.waiter.done():
+            command.waiter.set_result(result)
 
 
 def _set_exception(waiter: asyncio.Future[Any], error: BaseException) -> None:

@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """Default limit on an encoded request or response, in bytes."""
 
+DEFAULT_HEALTH_CHECK_INTERVAL_S = 5.0
+"""Default quiet time after which the pub/sub connection is checked, in seconds."""
+
 _MIN_REDIS_VERSION = (7, 0)
 
 
@@ -57,6 +60,7 @@ async def create_tasq(
     namespace: str | None = None,
     observer: TasqObserver | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    health_check_interval_s: float = DEFAULT_HEALTH_CHECK_INTERVAL_S,
 ) -> Tasq:
     """Connect a Tasq client and return it, started.
 
@@ -64,12 +68,21 @@ async def create_tasq(
     a URL (``redis://``, ``rediss://``, ``unix://``) from which the Tasq creates a
     connection pool it closes in :meth:`Tasq.aclose`. ``namespace`` prefixes the
     client id, as the Node.js library does. Requests and responses larger than
-    ``max_message_bytes`` are rejected.
+    ``max_message_bytes`` are rejected. The pub/sub connection gets a PING after
+    ``health_check_interval_s`` quiet seconds and is made again when it stays
+    silent, so a connection dropped without notice is replaced within about three
+    intervals.
 
     Raises ``redis.exceptions.ConnectionError`` when Redis cannot be reached and
     RuntimeError when it is older than 7.0.
     """
-    tasq = Tasq(redis, namespace=namespace, observer=observer, max_message_bytes=max_message_bytes)
+    tasq = Tasq(
+        redis,
+        namespace=namespace,
+        observer=observer,
+        max_message_bytes=max_message_bytes,
+        health_check_interval_s=health_check_interval_s,
+    )
     await tasq.start()
     return tasq
 
@@ -89,7 +102,13 @@ class Tasq:
         namespace: str | None = None,
         observer: TasqObserver | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        health_check_interval_s: float = DEFAULT_HEALTH_CHECK_INTERVAL_S,
     ) -> None:
+        if not health_check_interval_s > 0:
+            raise ValueError(
+                f"Invalid health_check_interval_s {health_check_interval_s!r}: "
+                "give a positive number of seconds."
+            )
         if namespace is not None:
             _protocol.validate_name("namespace", namespace)
         if max_message_bytes < 1:
@@ -108,7 +127,7 @@ class Tasq:
         self._servers: dict[str, TasqServer] = {}
         self._background: set[asyncio.Task[None]] = set()
         # Neither connects nor starts anything until start().
-        self._listener = PubSubListener(self._redis)
+        self._listener = PubSubListener(self._redis, health_check_interval_s=health_check_interval_s)
         self._batcher = CommandBatcher(self._redis)
 
     @property
@@ -136,8 +155,13 @@ class Tasq:
         if self._state is not _State.CREATED:
             raise RuntimeError("This Tasq client was already started; create a new one.")
 
-        await _check_redis_version(self._redis)
-        await self._listener.subscribe(self._reply_channel, self._on_reply)
+        try:
+            await _check_redis_version(self._redis)
+            await self._listener.subscribe(self._reply_channel, self._on_reply)
+        except BaseException:
+            self._state = _State.CLOSED
+            await self._close_connections()
+            raise
         self._spawn(self._listener.run(), "tasq-listener")
         self._spawn(self._batcher.run(), "tasq-writer")
         self._state = _State.RUNNING
@@ -158,10 +182,13 @@ class Tasq:
         self._servers.clear()
         self._fail_pending()
         await self._stop_background()
+        await self._close_connections()
+        logger.info("Tasq client stopped: client_id=%s", self._client_id)
+
+    async def _close_connections(self) -> None:
         await self._listener.aclose()
         if self._owns_redis:
             await self._redis.aclose()
-        logger.info("Tasq client stopped: client_id=%s", self._client_id)
 
     async def __aenter__(self) -> Self:
         if self._state is _State.CREATED:

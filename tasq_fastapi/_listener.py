@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,12 +33,20 @@ class PubSubListener:
     ``on_subscribed`` runs each time Redis confirms a subscription: at first and
     again after every reconnect. Servers use it to look for tasks pushed while they
     were not listening. Callbacks run on the event loop and must not block.
+
+    After ``health_check_interval_s`` seconds without a message the listener sends a
+    PING; a connection that stays silent for two intervals is dropped and made
+    again, so a connection lost without a FIN is noticed within about three
+    intervals.
     """
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, *, health_check_interval_s: float) -> None:
         self._pubsub = redis.pubsub()
         self._channels: dict[bytes, _Channel] = {}
         self._connected = False
+        self._running = False
+        self._health_check_interval_s = health_check_interval_s
+        self._last_received = time.monotonic()
 
     @property
     def connected(self) -> bool:
@@ -50,12 +59,22 @@ class PubSubListener:
         on_message: MessageCallback,
         on_subscribed: SubscribedCallback | None = None,
     ) -> None:
-        """Subscribe to ``channel``; raises ValueError if it already has a callback."""
+        """Subscribe to ``channel``; raises ValueError if it already has a callback.
+
+        Before :meth:`run` starts, a failure to subscribe is raised. Once it runs, a
+        channel whose SUBSCRIBE cannot be sent is subscribed when the listener
+        reconnects.
+        """
         name = channel.encode()
         if name in self._channels:
             raise ValueError(f"Channel {channel!r} is already subscribed by this Tasq client.")
 
         self._channels[name] = _Channel(on_message, on_subscribed)
+        if self._running:
+            # redis-py subscribes every channel of this mapping again on reconnect.
+            self._pubsub.channels[name] = None
+            await self._send("SUBSCRIBE", name)
+            return
         try:
             await self._pubsub.subscribe(name)
         except BaseException:
@@ -63,34 +82,60 @@ class PubSubListener:
             raise
 
     async def unsubscribe(self, channel: str) -> None:
-        """Stop dispatching ``channel``; the UNSUBSCRIBE itself is best effort."""
+        """Stop dispatching ``channel`` and unsubscribe from it as far as Redis is reachable."""
         name = channel.encode()
         self._channels.pop(name, None)
+        self._pubsub.channels.pop(name, None)
+        await self._send("UNSUBSCRIBE", name)
+
+    async def _send(self, *args: Any) -> None:
+        # Only the listener task reads from the pub/sub connection or reconnects it:
+        # redis-py's own subscribe() would reconnect here, and a reconnect reads
+        # replies while run() is reading too. A command that cannot be sent is
+        # made good by the resubscription after the listener's next reconnect.
+        connection = self._pubsub.connection
+        if connection is None or not connection.is_connected or not self._connected:
+            return
         try:
-            await self._pubsub.unsubscribe(name)
+            await connection.send_command(*args, check_health=False)
         except (RedisError, OSError) as exc:
-            # Messages for this channel are already ignored; after a reconnect the
-            # channel is simply not subscribed again.
-            logger.warning("Unsubscribe from channel=%s failed: %r", channel, exc)
+            logger.warning("Sending %s to the pub/sub connection failed: %r", args[0], exc)
 
     async def run(self) -> None:
         """Read and dispatch messages until cancelled, reconnecting after errors."""
+        self._running = True
+        self._connected = True
         failures = 0
         while True:
             try:
-                message = await self._pubsub.get_message(timeout=None)
+                message = await self._pubsub.get_message(timeout=self._health_check_interval_s)
+                if message is None:
+                    await self._check_alive()
+                    continue
             except (RedisError, OSError) as exc:
                 failures += 1
                 self._on_read_failed(exc, failures)
                 await asyncio.sleep(_RECONNECT_DELAYS_S[min(failures, len(_RECONNECT_DELAYS_S)) - 1])
                 continue
 
+            self._last_received = time.monotonic()
             if failures:
                 logger.info("Pub/sub connection restored after %d failed reads.", failures)
                 failures = 0
             self._connected = True
-            if message is not None:
-                self._dispatch(message)
+            self._dispatch(message)
+
+    async def _check_alive(self) -> None:
+        # A connection dropped without a FIN never errors on its own: nothing arrives
+        # and writes still succeed. A PING on a quiet connection must bring a reply
+        # before the next check, or the connection is treated as dead.
+        silent_s = time.monotonic() - self._last_received
+        if silent_s > 2 * self._health_check_interval_s:
+            connection = self._pubsub.connection
+            if connection is not None:
+                await connection.disconnect()
+            raise ConnectionError(f"no reply on the pub/sub connection for {silent_s:.1f} s")
+        await self._pubsub.ping()
 
     async def aclose(self) -> None:
         """Close the pub/sub connection."""

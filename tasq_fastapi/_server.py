@@ -359,7 +359,7 @@ class TasqServer:
     async def _send_reply(self, request: Request, reply: bytes) -> bool:
         channel = _protocol.client_channel(request.client_id)
         try:
-            await self._batcher.publish(channel, reply)
+            await self._batcher.command("PUBLISH", channel, reply)
         except (RedisError, OSError) as exc:
             logger.warning(
                 "Reply failed: topic=%s method=%s request_id=%s error=%r",
