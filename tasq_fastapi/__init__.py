@@ -1,11 +1,19 @@
 """Call services through Redis as if calling an async function.
 
 tasq-fastapi speaks the wire protocol of the Node.js library ``@kirick/tasq`` 0.3,
-so Python and Node.js services can call each other through one Redis.
+so Python and Node.js services can call each other through one Redis. The core is
+:func:`create_tasq` (a client that also runs servers); the FastAPI plugin is
+:class:`TasqFastAPI` (or :class:`TasqExtension` on any FastAPI app) with
+:class:`TasqRouter` and :func:`get_tasq`.
 """
 
+from ._app import TasqFastAPI
 from ._client import Tasq, create_tasq
 from ._context import TasqRequestContext, get_request_context
+from ._convert import TasqResultConversionError
+from ._depends import TasqRouterConfigError
+from ._embedded import EmbeddedRedis, EmbeddedRedisError
+from ._endpoints import TasqEndpoints
 from ._errors import (
     TasqConnectionError,
     TasqEncodeError,
@@ -18,15 +26,33 @@ from ._errors import (
     TasqRequestTimeoutError,
     TasqRequestUnknownMethodError,
 )
+from ._fastapi import (
+    TasqExtension,
+    TasqExtensionState,
+    TasqLifecycleError,
+    TasqStartupError,
+    get_tasq,
+    include_tasq_router,
+)
+from ._metrics import TasqMetrics
 from ._observer import TasqObserver
+from ._router import TasqRouter
 from ._server import TasqServer
 
 __all__ = [
+    "EmbeddedRedis",
+    "EmbeddedRedisError",
     "Tasq",
     "TasqConnectionError",
     "TasqEncodeError",
+    "TasqEndpoints",
     "TasqError",
+    "TasqExtension",
+    "TasqExtensionState",
+    "TasqFastAPI",
     "TasqInvalidArgsError",
+    "TasqLifecycleError",
+    "TasqMetrics",
     "TasqObserver",
     "TasqProtocolError",
     "TasqRequestContext",
@@ -35,7 +61,13 @@ __all__ = [
     "TasqRequestRejectedError",
     "TasqRequestTimeoutError",
     "TasqRequestUnknownMethodError",
+    "TasqResultConversionError",
+    "TasqRouter",
+    "TasqRouterConfigError",
     "TasqServer",
+    "TasqStartupError",
     "create_tasq",
     "get_request_context",
+    "get_tasq",
+    "include_tasq_router",
 ]

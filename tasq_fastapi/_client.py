@@ -91,7 +91,7 @@ class Tasq:
     """A Tasq client: sends requests and runs servers through one Redis.
 
     Construct it with :func:`create_tasq`, or construct it and ``await start()``, or
-    use it as an async context manager. One Tasq holds one pub/sub connection,
+    use it as an async context manager. One Tasq uses one pub/sub connection,
     shared by its reply channel and the notifications of all its servers.
     """
 

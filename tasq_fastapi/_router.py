@@ -1,0 +1,176 @@
+"""`TasqRouter`: the handlers one app serves on one Tasq topic."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, overload
+
+from fastapi import FastAPI
+
+from ._depends import TasqRouterConfigError
+from ._handler import DefaultTaskHandler, TaskHandler, compile_default_handler, compile_handler
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledRouter:
+    """A router's handlers bound to one app, ready for `Tasq.serve`."""
+
+    topic: str
+    threads: int
+    cancel_at_deadline: bool
+    handlers: dict[str, TaskHandler]
+    default: DefaultTaskHandler | None
+
+
+class TasqRouter:
+    """Handlers for one Tasq topic, served by every app that includes the router.
+
+    Register handlers with `@router.method()` (named after the function),
+    `@router.method("name")`, and a catch-all with `@router.default`. The
+    decorators return the function unchanged, so it can still be called and
+    tested directly.
+
+    Handler parameters are filled from the request's args and validated by
+    pydantic from their type hints. `Depends(...)` parameters get FastAPI
+    dependencies, resolved with the serving app's `dependency_overrides`, and
+    `TasqRequestContext` parameters get the current task's context. Signatures
+    are checked when the app starts, so forward references may be defined after
+    the decorator runs.
+
+    A router holds no connection: an app serves it after
+    `TasqExtension.include_router(router)`, and one router may be included in
+    several apps.
+    """
+
+    def __init__(self, topic: str, *, threads: int = 1, cancel_at_deadline: bool = True) -> None:
+        """Create a router for `topic`.
+
+        Args:
+            topic: the Tasq topic whose tasks this router's handlers take.
+            threads: how many tasks the server runs at once (at least 1).
+            cancel_at_deadline: whether the server cancels a handler still running
+                at its request's deadline.
+
+        Raises:
+            TasqRouterConfigError: if `topic` is empty or `threads` is below 1.
+        """
+        if not isinstance(topic, str) or not topic:
+            raise TasqRouterConfigError(f"TasqRouter topic {topic!r} is invalid. Pass a non-empty string.")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise TasqRouterConfigError(
+                f"TasqRouter threads={threads!r} is invalid. Pass an int of 1 or more."
+            )
+
+        self.topic = topic
+        self.threads = threads
+        self.cancel_at_deadline = cancel_at_deadline
+        self._handlers: dict[str, Callable[..., Any]] = {}
+        self._default: Callable[..., Any] | None = None
+
+    @property
+    def method_names(self) -> tuple[str, ...]:
+        """Names of the registered methods, in registration order."""
+        return tuple(self._handlers)
+
+    @property
+    def has_default(self) -> bool:
+        """Whether a catch-all handler is registered."""
+        return self._default is not None
+
+    def method(self, name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Register the decorated function as the handler of method `name`.
+
+        Without `name`, the method is named after the function (`__name__`).
+
+        Raises:
+            TasqRouterConfigError: if the name is empty or already registered.
+        """
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TasqRouterConfigError(
+                f"Method name {name!r} on topic {self.topic!r} is invalid. Pass a non-empty string "
+                "or nothing to use the function name."
+            )
+
+        def register(func: Callable[P, R]) -> Callable[P, R]:
+            method_name = name if name is not None else _function_name(func)
+            if method_name in self._handlers:
+                raise TasqRouterConfigError(
+                    f"Method {method_name!r} is already registered on topic {self.topic!r}; "
+                    "give one of the handlers another name with @router.method('name')."
+                )
+            self._handlers[method_name] = func
+            return func
+
+        return register
+
+    @overload
+    def default(self, func: Callable[P, R]) -> Callable[P, R]: ...
+
+    @overload
+    def default(self) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+    def default(self, func: Callable[..., Any] | None = None) -> Any:
+        """Register the decorated function as the handler of every unregistered method.
+
+        Use as `@router.default` or `@router.default()`. The function's first two
+        non-dependency parameters receive the method name and the raw args.
+
+        Raises:
+            TasqRouterConfigError: if a default handler is already registered.
+        """
+        if func is None:
+            return self._register_default
+        return self._register_default(func)
+
+    def compile(self, app: FastAPI) -> CompiledRouter:
+        """Bind every handler to `app` and check its signature and dependencies.
+
+        Raises:
+            TasqRouterConfigError: if a handler cannot be served, or the router
+                has no handlers at all.
+        """
+        if not self._handlers and self._default is None:
+            raise TasqRouterConfigError(
+                f"TasqRouter for topic {self.topic!r} has no handlers. Register at least one "
+                "with @router.method() or @router.default before including it."
+            )
+
+        handlers = {
+            name: compile_handler(app, self.topic, name, func) for name, func in self._handlers.items()
+        }
+        default = None
+        if self._default is not None:
+            default = compile_default_handler(app, self.topic, self._default)
+
+        return CompiledRouter(
+            topic=self.topic,
+            threads=self.threads,
+            cancel_at_deadline=self.cancel_at_deadline,
+            handlers=handlers,
+            default=default,
+        )
+
+    def _register_default(self, func: Callable[P, R]) -> Callable[P, R]:
+        if self._default is not None:
+            raise TasqRouterConfigError(
+                f"Topic {self.topic!r} already has the default handler {_function_name(self._default)}; "
+                "register only one @router.default per router."
+            )
+        self._default = func
+        return func
+
+    def __repr__(self) -> str:
+        return f"TasqRouter(topic={self.topic!r}, threads={self.threads}, methods={list(self._handlers)})"
+
+
+def _function_name(func: Callable[..., Any]) -> str:
+    name = getattr(func, "__name__", None)
+    if not isinstance(name, str) or not name or name == "<lambda>":
+        raise TasqRouterConfigError(
+            f"Cannot derive a method name from {func!r}. Pass one with @router.method('name')."
+        )
+    return name
