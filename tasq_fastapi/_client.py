@@ -262,6 +262,8 @@ class Tasq:
         threads: int = 1,
         cancel_at_deadline: bool = True,
         recheck_interval_s: float = 1.0,
+        at_least_once: bool = False,
+        lease_s: float = 10.0,
     ) -> TasqServer:
         """Start serving ``topic`` and return the running server.
 
@@ -273,11 +275,20 @@ class Tasq:
         unless ``cancel_at_deadline`` is false. While idle, the server looks for
         tasks every ``recheck_interval_s`` seconds even without notifications.
 
+        By default a task is taken once and lost if its server dies while running
+        it (at-most-once). With ``at_least_once``, the server holds a lease of
+        ``lease_s`` seconds on each running task and renews it; a task whose server
+        died is run again by another server of the topic once its lease expires,
+        if its deadline has not passed. Handlers must then be idempotent, and
+        every server of the topic should use the same mode.
+
         Raises ValueError for a bad topic, method name or option, or when this
         client already serves ``topic``.
         """
         self._check_running()
         _check_serve_options(topic, handlers or {}, handler, threads, recheck_interval_s)
+        if not lease_s > 0:
+            raise ValueError(f"Invalid lease_s {lease_s!r}: give a positive number of seconds.")
         if topic in self._servers:
             raise ValueError(f"This Tasq client already serves topic {topic!r}; serve each topic once.")
 
@@ -293,6 +304,8 @@ class Tasq:
             cancel_at_deadline=cancel_at_deadline,
             max_message_bytes=self._max_message_bytes,
             recheck_interval_s=recheck_interval_s,
+            at_least_once=at_least_once,
+            lease_s=lease_s,
         )
         self._servers[topic] = server
         try:

@@ -282,6 +282,8 @@ class TasqExtension:
             handler=router.default,
             threads=router.threads,
             cancel_at_deadline=router.cancel_at_deadline,
+            at_least_once=router.at_least_once,
+            lease_s=router.lease_s,
         )
         self._servers = (*self._servers, server)
         logger.info("Tasq server started for topic=%s threads=%d", router.topic, router.threads)

@@ -8,6 +8,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from fastapi import FastAPI
 
+from . import _protocol
 from ._depends import TasqRouterConfigError
 from ._handler import DefaultTaskHandler, TaskHandler, compile_default_handler, compile_handler
 
@@ -22,6 +23,8 @@ class CompiledRouter:
     topic: str
     threads: int
     cancel_at_deadline: bool
+    at_least_once: bool
+    lease_s: float
     handlers: dict[str, TaskHandler]
     default: DefaultTaskHandler | None
 
@@ -46,7 +49,15 @@ class TasqRouter:
     several apps.
     """
 
-    def __init__(self, topic: str, *, threads: int = 1, cancel_at_deadline: bool = True) -> None:
+    def __init__(
+        self,
+        topic: str,
+        *,
+        threads: int = 1,
+        cancel_at_deadline: bool = True,
+        at_least_once: bool = False,
+        lease_s: float = 10.0,
+    ) -> None:
         """Create a router for `topic`.
 
         Args:
@@ -54,12 +65,21 @@ class TasqRouter:
             threads: how many tasks the server runs at once (at least 1).
             cancel_at_deadline: whether the server cancels a handler still running
                 at its request's deadline.
+            at_least_once: whether a task whose server died runs again on another
+                server (handlers must then be idempotent); see `Tasq.serve`.
+            lease_s: with `at_least_once`, seconds after which the task of a dead
+                server is run again.
 
         Raises:
-            TasqRouterConfigError: if `topic` is empty or `threads` is below 1.
+            TasqRouterConfigError: if `topic` is not a valid topic name, `threads`
+                is below 1 or `lease_s` is not positive.
         """
-        if not isinstance(topic, str) or not topic:
-            raise TasqRouterConfigError(f"TasqRouter topic {topic!r} is invalid. Pass a non-empty string.")
+        try:
+            _protocol.validate_name("topic", topic)
+        except (TypeError, ValueError) as exc:
+            raise TasqRouterConfigError(f"TasqRouter topic is invalid: {exc}") from exc
+        if not lease_s > 0:
+            raise TasqRouterConfigError(f"TasqRouter lease_s={lease_s!r} is invalid. Pass a positive number.")
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise TasqRouterConfigError(
                 f"TasqRouter threads={threads!r} is invalid. Pass an int of 1 or more."
@@ -68,6 +88,8 @@ class TasqRouter:
         self.topic = topic
         self.threads = threads
         self.cancel_at_deadline = cancel_at_deadline
+        self.at_least_once = at_least_once
+        self.lease_s = lease_s
         self._handlers: dict[str, Callable[..., Any]] = {}
         self._default: Callable[..., Any] | None = None
 
@@ -150,6 +172,8 @@ class TasqRouter:
             topic=self.topic,
             threads=self.threads,
             cancel_at_deadline=self.cancel_at_deadline,
+            at_least_once=self.at_least_once,
+            lease_s=self.lease_s,
             handlers=handlers,
             default=default,
         )

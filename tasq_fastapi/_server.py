@@ -20,6 +20,7 @@ from . import _protocol
 from ._batcher import CommandBatcher
 from ._context import TasqRequestContext, reset_request_context, set_request_context
 from ._errors import TasqEncodeError, TasqInvalidArgsError, TasqProtocolError
+from ._leases import LeaseKeeper
 from ._listener import PubSubListener
 from ._observer import TasqObserver
 from ._protocol import Request, ResponseStatus
@@ -77,6 +78,8 @@ class TasqServer:
         cancel_at_deadline: bool,
         max_message_bytes: int,
         recheck_interval_s: float,
+        at_least_once: bool = False,
+        lease_s: float = 10.0,
     ) -> None:
         self._redis = redis
         self._listener = listener
@@ -95,7 +98,11 @@ class TasqServer:
         self._state = _State.CREATED
         self._wakeup = asyncio.Event()
         self._maybe_more = True
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Running tasks and the raw queue item each one came from.
+        self._tasks: dict[asyncio.Task[None], bytes] = {}
+        self._leases = LeaseKeeper(redis, topic, lease_s) if at_least_once else None
+        self._lease_s = lease_s
+        self._lease_task: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._processed = 0
@@ -140,21 +147,37 @@ class TasqServer:
         self._state = _State.RUNNING
         self._loop_task = asyncio.create_task(self._run(), name=f"tasq-server-{self._topic}")
         self._loop_task.add_done_callback(self._on_loop_done)
-        logger.info("Server started: topic=%s threads=%d", self._topic, self._threads)
+        if self._leases is not None:
+            self._lease_task = asyncio.create_task(
+                self._renew_leases(self._leases), name=f"tasq-leases-{self._topic}"
+            )
+        logger.info(
+            "Server started: topic=%s threads=%d delivery=%s",
+            self._topic,
+            self._threads,
+            "at-most-once" if self._leases is None else f"at-least-once lease_s={self._lease_s:g}",
+        )
 
     async def aclose(self, grace_s: float = 10.0) -> None:
         """Stop taking tasks, let running handlers finish, then cancel the rest.
 
-        Handlers still running ``grace_s`` seconds after the call are cancelled.
-        Queued tasks stay in Redis for other servers. Calling it again does nothing.
+        Handlers still running ``grace_s`` seconds after the call are cancelled
+        and send no reply; with at-least-once delivery their leases are left to
+        expire, so another server runs them again. Queued tasks stay in Redis for
+        other servers. Calling it again does nothing.
         """
         if self._state in (_State.CLOSING, _State.CLOSED):
+            return
+        if self._state is _State.CREATED:
+            self._state = _State.CLOSED
             return
         self._state = _State.CLOSING
         await self._listener.unsubscribe(self._key)
         await self._stop_loop()
 
         cancelled = await self._drain(grace_s)
+        if self._lease_task is not None:
+            await cancel_and_wait([self._lease_task])
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         self._state = _State.CLOSED
@@ -172,7 +195,7 @@ class TasqServer:
     async def _drain(self, grace_s: float) -> int:
         if not self._tasks:
             return 0
-        _done, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+        _done, pending = await asyncio.wait(list(self._tasks), timeout=grace_s)
         await cancel_and_wait(pending)
         return len(pending)
 
@@ -215,7 +238,10 @@ class TasqServer:
 
     async def _pop(self, count: int) -> list[bytes]:
         try:
-            items = await execute(self._redis, "LPOP", self._key, count)
+            if self._leases is not None:
+                items = await self._leases.take(count)
+            else:
+                items = await execute(self._redis, "LPOP", self._key, count)
         except (RedisError, OSError) as exc:
             self._pop_failures += 1
             if self._pop_failures == 1:
@@ -233,11 +259,11 @@ class TasqServer:
 
     def _start_task(self, raw: bytes) -> None:
         task = asyncio.create_task(self._handle(raw))
-        self._tasks.add(task)
+        self._tasks[task] = raw
         task.add_done_callback(self._on_task_done)
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+        self._tasks.pop(task, None)
         self._processed += 1
         if not task.cancelled() and task.exception() is not None:
             logger.error(
@@ -247,6 +273,31 @@ class TasqServer:
             self._wakeup.set()
 
     async def _handle(self, raw: bytes) -> None:
+        # A cancelled task (the server is closing) keeps its lease, so that it
+        # expires and another server runs the task.
+        await self._process(raw)
+        if self._leases is not None:
+            await self._release(raw, self._leases)
+
+    async def _release(self, raw: bytes, leases: LeaseKeeper) -> None:
+        try:
+            await self._batcher.command(*leases.release_command(raw))
+        except (RedisError, OSError) as exc:
+            logger.warning(
+                "Ending the lease of a finished task of topic=%s failed, so it may run again: %r",
+                self._topic,
+                exc,
+            )
+
+    async def _renew_leases(self, leases: LeaseKeeper) -> None:
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            try:
+                await leases.renew_and_requeue(list(self._tasks.values()))
+            except (RedisError, OSError) as exc:
+                logger.warning("Renewing the leases of topic=%s failed: %r", self._topic, exc)
+
+    async def _process(self, raw: bytes) -> None:
         try:
             request = _protocol.decode_request(raw, max_bytes=self._max_message_bytes)
         except TasqProtocolError as exc:
