@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import math
 import time
 from collections.abc import Mapping
 from types import TracebackType
@@ -18,20 +17,24 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import _protocol
 from ._batcher import CommandBatcher
-from ._context import get_request_context
 from ._errors import (
     TasqConnectionError,
     TasqEncodeError,
     TasqProtocolError,
     TasqRequestError,
-    TasqRequestInvalidArgsError,
-    TasqRequestRejectedError,
     TasqRequestTimeoutError,
-    TasqRequestUnknownMethodError,
 )
 from ._listener import PubSubListener
 from ._observer import NullObserver, SafeObserver, TasqObserver
-from ._protocol import Response, ResponseStatus
+from ._protocol import Response
+from ._replies import (
+    check_bytes_responses,
+    check_redis_version,
+    check_serve_options,
+    effective_timeout,
+    outcome_of,
+    result_of,
+)
 from ._server import DefaultHandler, Handler, TasqServer
 from ._tasks import cancel_and_wait
 
@@ -44,8 +47,6 @@ DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 DEFAULT_HEALTH_CHECK_INTERVAL_S = 5.0
 """Default quiet time after which the pub/sub connection is checked, in seconds."""
-
-_MIN_REDIS_VERSION = (7, 0)
 
 
 class _State(enum.Enum):
@@ -116,7 +117,7 @@ class Tasq:
 
         self._owns_redis = isinstance(redis, str)
         self._redis = aioredis.Redis.from_url(redis) if isinstance(redis, str) else redis
-        _check_bytes_responses(self._redis)
+        check_bytes_responses(self._redis)
         self._client_id = _protocol.new_client_id(namespace)
         self._reply_channel = _protocol.client_channel(self._client_id)
         self._observer: TasqObserver = SafeObserver(observer or NullObserver())
@@ -156,7 +157,7 @@ class Tasq:
             raise RuntimeError("This Tasq client was already started; create a new one.")
 
         try:
-            await _check_redis_version(self._redis)
+            await check_redis_version(self._redis)
             await self._listener.subscribe(self._reply_channel, self._on_reply)
         except BaseException:
             self._state = _State.CLOSED
@@ -236,7 +237,7 @@ class Tasq:
         self._check_running()
         _protocol.validate_name("topic", topic)
         _protocol.validate_name("method", method)
-        timeout_s = _effective_timeout(timeout, inherit_deadline)
+        timeout_s = effective_timeout(timeout, inherit_deadline)
 
         started = time.monotonic()
         outcome = "error"
@@ -245,7 +246,7 @@ class Tasq:
             outcome = "ok"
             return result
         except TasqRequestError as exc:
-            outcome = _outcome_of(exc)
+            outcome = outcome_of(exc)
             raise
         except asyncio.CancelledError:
             outcome = "cancelled"
@@ -286,7 +287,7 @@ class Tasq:
         client already serves ``topic``.
         """
         self._check_running()
-        _check_serve_options(topic, handlers or {}, handler, threads, recheck_interval_s)
+        check_serve_options(topic, handlers or {}, handler, threads, recheck_interval_s)
         if not lease_s > 0:
             raise ValueError(f"Invalid lease_s {lease_s!r}: give a positive number of seconds.")
         if topic in self._servers:
@@ -354,7 +355,7 @@ class Tasq:
             # Whatever happened, the slot is freed at once: a late reply finds no
             # entry and is dropped.
             del self._pending[request_id]
-        return _result_of(response, topic, method, args)
+        return result_of(response, topic, method, args)
 
     def _encode_request(self, request_id: bytes, deadline_unix_s: float, method: str, args: Any) -> bytes:
         deadline_ms = _protocol.to_deadline_ms(deadline_unix_s)
@@ -414,100 +415,3 @@ class Tasq:
         for waiter in self._pending.values():
             if not waiter.done():
                 waiter.set_exception(error)
-
-
-def _effective_timeout(timeout: float, inherit_deadline: bool) -> float:
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        raise ValueError(f"Invalid timeout {timeout!r}: give a positive number of seconds.")
-    context = get_request_context() if inherit_deadline else None
-    if context is None:
-        return float(timeout)
-    return min(float(timeout), context.time_remaining())
-
-
-def _check_serve_options(
-    topic: str,
-    handlers: Mapping[str, Handler],
-    handler: DefaultHandler | None,
-    threads: int,
-    recheck_interval_s: float,
-) -> None:
-    _protocol.validate_name("topic", topic)
-    for name, function in handlers.items():
-        _protocol.validate_name("method", name)
-        if not callable(function):
-            raise TypeError(f"The handler for method {name!r} is not callable: {function!r}.")
-    if handler is not None and not callable(handler):
-        raise TypeError(f"The default handler is not callable: {handler!r}.")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"Invalid threads {threads!r}: give a whole number of at least 1.")
-    if not recheck_interval_s > 0:
-        raise ValueError(
-            f"Invalid recheck_interval_s {recheck_interval_s!r}: give a positive number of seconds."
-        )
-
-
-def _result_of(response: Response, topic: str, method: str, args: Any) -> Any:
-    request_id = response.request_id.hex()
-    if response.status is ResponseStatus.OK:
-        return response.value
-    if response.status is ResponseStatus.UNKNOWN_METHOD:
-        raise TasqRequestUnknownMethodError(topic=topic, method=method, args=args, request_id=request_id)
-
-    detail = response.detail or {}
-    remote_type = detail.get("type") if isinstance(detail.get("type"), str) else None
-    remote_message = str(detail["message"]) if "message" in detail else None
-    if isinstance(detail.get("invalid_args"), list):
-        raise TasqRequestInvalidArgsError(
-            topic=topic,
-            method=method,
-            args=args,
-            request_id=request_id,
-            remote_type=remote_type,
-            remote_message=remote_message,
-            errors=detail["invalid_args"],
-        )
-    raise TasqRequestRejectedError(
-        topic=topic,
-        method=method,
-        args=args,
-        request_id=request_id,
-        remote_type=remote_type,
-        remote_message=remote_message,
-    )
-
-
-def _outcome_of(exc: TasqRequestError) -> str:
-    if isinstance(exc, TasqRequestTimeoutError):
-        return "timeout"
-    if isinstance(exc, TasqRequestUnknownMethodError):
-        return "unknown_method"
-    if isinstance(exc, TasqRequestInvalidArgsError):
-        return "invalid_args"
-    if isinstance(exc, TasqRequestRejectedError):
-        return "rejected"
-    return "error"
-
-
-def _check_bytes_responses(redis: aioredis.Redis) -> None:
-    if redis.connection_pool.connection_kwargs.get("decode_responses"):
-        raise ValueError(
-            "The Redis client has decode_responses=True, but Tasq messages are binary CBOR. "
-            "Pass a client created with decode_responses=False (the default) or a URL."
-        )
-
-
-async def _check_redis_version(redis: aioredis.Redis) -> None:
-    info = await redis.info("server")
-    version_text = str(info.get("redis_version", "0"))
-    version = tuple(int(part) for part in version_text.split(".")[:2] if part.isdigit())
-    if version < _MIN_REDIS_VERSION:
-        raise RuntimeError(
-            f"Redis {version_text} is too old for Tasq: it needs Redis 7.0 or newer "
-            "(for LPOP with a count and PEXPIRE NX/GT). Upgrade the server."
-        )

@@ -3,42 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import enum
-import functools
-import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Mapping
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from . import _protocol
 from ._batcher import CommandBatcher
-from ._context import TasqRequestContext, reset_request_context, set_request_context
-from ._errors import TasqEncodeError, TasqInvalidArgsError, TasqProtocolError
+from ._errors import TasqProtocolError
+from ._execution import DefaultHandler, Handler, HandlerRunner
 from ._leases import LeaseKeeper
 from ._listener import PubSubListener
 from ._observer import TasqObserver
-from ._protocol import Request, ResponseStatus
+from ._protocol import Request
 from ._redis import execute
 from ._tasks import cancel_and_wait
 
 __all__ = ["DefaultHandler", "Handler", "TasqServer"]
 
 logger = logging.getLogger(__name__)
-
-Handler = Callable[[Any], Any]
-"""A handler: called with the request's args, returns the result or an awaitable."""
-
-DefaultHandler = Callable[[str, Any], Any]
-"""A catch-all handler: called with the method name and the args."""
-
-# Longest exception message sent back to a caller, in characters.
-_MAX_ERROR_MESSAGE_LENGTH = 1000
 
 # Pause after a failed LPOP before trying again, in seconds.
 _RETRY_DELAY_S = 0.1
@@ -87,11 +73,14 @@ class TasqServer:
         self._observer = observer
         self._topic = topic
         self._key = _protocol.topic_key(topic)
-        # A plain dict copy: only registered names can ever be called.
-        self._handlers: dict[str, Handler] = dict(handlers)
-        self._default_handler = default_handler
+        self._runner = HandlerRunner(
+            topic=topic,
+            handlers=handlers,
+            default_handler=default_handler,
+            threads=threads,
+            cancel_at_deadline=cancel_at_deadline,
+        )
         self._threads = threads
-        self._cancel_at_deadline = cancel_at_deadline
         self._max_message_bytes = max_message_bytes
         self._recheck_interval_s = recheck_interval_s
 
@@ -104,7 +93,6 @@ class TasqServer:
         self._lease_s = lease_s
         self._lease_task: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
-        self._executor: ThreadPoolExecutor | None = None
         self._processed = 0
         self._pop_failures = 0
 
@@ -178,8 +166,7 @@ class TasqServer:
         cancelled = await self._drain(grace_s)
         if self._lease_task is not None:
             await cancel_and_wait([self._lease_task])
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._runner.close()
         self._state = _State.CLOSED
         logger.info(
             "Server stopped: topic=%s processed=%d cancelled=%d",
@@ -320,92 +307,10 @@ class TasqServer:
     async def _run_and_reply(self, request: Request) -> None:
         started = time.monotonic()
         self._observer.task_started(self._topic, request.method)
-        outcome, reply = await self._run_handler(request)
+        outcome, reply = await self._runner.run(request)
         if reply is not None and not await self._send_reply(request, reply):
             outcome = "reply_failed"
         self._observer.task_finished(self._topic, request.method, outcome, time.monotonic() - started)
-
-    async def _run_handler(self, request: Request) -> tuple[str, bytes | None]:
-        call = self._resolve(request)
-        if call is None:
-            return "unknown_method", _encode(request, ResponseStatus.UNKNOWN_METHOD)
-
-        context = TasqRequestContext(
-            topic=self._topic,
-            method=request.method,
-            request_id=request.request_id.hex(),
-            client_id=request.client_id,
-            deadline=request.deadline_unix_s,
-        )
-        token = set_request_context(context)
-        try:
-            result = await self._call_with_deadline(call, request, context)
-        except _DeadlineExceeded:
-            return "deadline_exceeded", None
-        except TasqInvalidArgsError as exc:
-            detail = _error_detail(exc) | {"invalid_args": exc.errors}
-            return "invalid_args", _encode(request, ResponseStatus.REJECTED, detail=detail)
-        except Exception as exc:
-            _log_handler_error(self._topic, request)
-            return "rejected", _encode(request, ResponseStatus.REJECTED, detail=_error_detail(exc))
-        finally:
-            reset_request_context(token)
-        return _encode_result(self._topic, request, result)
-
-    def _resolve(self, request: Request) -> Callable[[], Awaitable[Any]] | None:
-        handler = self._handlers.get(request.method)
-        if handler is not None:
-            return functools.partial(self._invoke, handler, request.args)
-        default = self._default_handler
-        if default is not None:
-            return functools.partial(self._invoke, default, request.method, request.args)
-        return None
-
-    async def _call_with_deadline(
-        self, call: Callable[[], Awaitable[Any]], request: Request, context: TasqRequestContext
-    ) -> Any:
-        if not self._cancel_at_deadline:
-            return await call()
-
-        timeout = asyncio.timeout(context.time_remaining())
-        try:
-            async with timeout:
-                return await call()
-        except TimeoutError:
-            if not timeout.expired():
-                raise
-            logger.warning(
-                "Handler cancelled at the deadline: topic=%s method=%s request_id=%s",
-                self._topic,
-                request.method,
-                context.request_id,
-            )
-            raise _DeadlineExceeded from None
-
-    async def _invoke(self, function: Callable[..., Any], *args: Any) -> Any:
-        if _is_async_callable(function):
-            return await function(*args)
-
-        # Plain functions run in this server's own threads, so that they never block
-        # the event loop and ``threads`` bounds them too. The copied context carries
-        # the request context into the thread.
-        # NOTE: a plain handler cancelled at its deadline keeps running in its thread
-        # until it returns; only its result is discarded.
-        loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()
-        result = await loop.run_in_executor(
-            self._get_executor(), functools.partial(context.run, function, *args)
-        )
-        if inspect.isawaitable(result):
-            return await result
-        return result
-
-    def _get_executor(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=self._threads, thread_name_prefix=f"tasq-{self._topic}"
-            )
-        return self._executor
 
     async def _send_reply(self, request: Request, reply: bytes) -> bool:
         channel = _protocol.client_channel(request.client_id)
@@ -421,57 +326,3 @@ class TasqServer:
             )
             return False
         return True
-
-
-class _DeadlineExceeded(Exception):
-    """The handler was cancelled because the caller's deadline passed."""
-
-
-def _is_async_callable(function: Callable[..., Any]) -> bool:
-    while isinstance(function, functools.partial):
-        function = function.func
-    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
-        getattr(function, "__call__", None)  # noqa: B004 - an async __call__ method counts too
-    )
-
-
-def _error_detail(exc: BaseException) -> dict[str, Any]:
-    message = str(exc)
-    if len(message) > _MAX_ERROR_MESSAGE_LENGTH:
-        message = message[:_MAX_ERROR_MESSAGE_LENGTH] + "..."
-    return {"type": type(exc).__name__, "message": message}
-
-
-def _log_handler_error(topic: str, request: Request) -> None:
-    logger.exception(
-        "Handler failed: topic=%s method=%s request_id=%s",
-        topic,
-        request.method,
-        request.request_id.hex(),
-    )
-
-
-def _encode(request: Request, status: ResponseStatus, detail: dict[str, Any] | None = None) -> bytes:
-    try:
-        return _protocol.encode_response(request.request_id, status, detail=detail)
-    except TasqEncodeError:
-        # Only a handler's extra error details can fail here; send the rest.
-        if detail is None:
-            raise
-        fallback = {"type": detail["type"], "message": str(detail["message"])}
-        return _protocol.encode_response(request.request_id, status, detail=fallback)
-
-
-def _encode_result(topic: str, request: Request, result: Any) -> tuple[str, bytes]:
-    try:
-        return "ok", _protocol.encode_response(request.request_id, ResponseStatus.OK, result)
-    except TasqEncodeError as exc:
-        logger.error(
-            "Handler result cannot be encoded: topic=%s method=%s request_id=%s type=%s",
-            topic,
-            request.method,
-            request.request_id.hex(),
-            type(result).__name__,
-        )
-        detail = {"type": "TasqEncodeError", "message": str(exc)}
-        return "rejected", _encode(request, ResponseStatus.REJECTED, detail=detail)

@@ -1,0 +1,120 @@
+"""Checks of client options and the mapping of replies to results and errors."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from . import _protocol
+from ._context import get_request_context
+from ._errors import (
+    TasqRequestError,
+    TasqRequestInvalidArgsError,
+    TasqRequestRejectedError,
+    TasqRequestTimeoutError,
+    TasqRequestUnknownMethodError,
+)
+from ._execution import DefaultHandler, Handler
+from ._protocol import Response, ResponseStatus
+
+_MIN_REDIS_VERSION = (7, 0)
+
+
+def effective_timeout(timeout: float, inherit_deadline: bool) -> float:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise ValueError(f"Invalid timeout {timeout!r}: give a positive number of seconds.")
+    context = get_request_context() if inherit_deadline else None
+    if context is None:
+        return float(timeout)
+    return min(float(timeout), context.time_remaining())
+
+
+def check_serve_options(
+    topic: str,
+    handlers: Mapping[str, Handler],
+    handler: DefaultHandler | None,
+    threads: int,
+    recheck_interval_s: float,
+) -> None:
+    _protocol.validate_name("topic", topic)
+    for name, function in handlers.items():
+        _protocol.validate_name("method", name)
+        if not callable(function):
+            raise TypeError(f"The handler for method {name!r} is not callable: {function!r}.")
+    if handler is not None and not callable(handler):
+        raise TypeError(f"The default handler is not callable: {handler!r}.")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"Invalid threads {threads!r}: give a whole number of at least 1.")
+    if not recheck_interval_s > 0:
+        raise ValueError(
+            f"Invalid recheck_interval_s {recheck_interval_s!r}: give a positive number of seconds."
+        )
+
+
+def result_of(response: Response, topic: str, method: str, args: Any) -> Any:
+    request_id = response.request_id.hex()
+    if response.status is ResponseStatus.OK:
+        return response.value
+    if response.status is ResponseStatus.UNKNOWN_METHOD:
+        raise TasqRequestUnknownMethodError(topic=topic, method=method, args=args, request_id=request_id)
+
+    detail = response.detail or {}
+    remote_type = detail.get("type") if isinstance(detail.get("type"), str) else None
+    remote_message = str(detail["message"]) if "message" in detail else None
+    if isinstance(detail.get("invalid_args"), list):
+        raise TasqRequestInvalidArgsError(
+            topic=topic,
+            method=method,
+            args=args,
+            request_id=request_id,
+            remote_type=remote_type,
+            remote_message=remote_message,
+            errors=detail["invalid_args"],
+        )
+    raise TasqRequestRejectedError(
+        topic=topic,
+        method=method,
+        args=args,
+        request_id=request_id,
+        remote_type=remote_type,
+        remote_message=remote_message,
+    )
+
+
+def outcome_of(exc: TasqRequestError) -> str:
+    if isinstance(exc, TasqRequestTimeoutError):
+        return "timeout"
+    if isinstance(exc, TasqRequestUnknownMethodError):
+        return "unknown_method"
+    if isinstance(exc, TasqRequestInvalidArgsError):
+        return "invalid_args"
+    if isinstance(exc, TasqRequestRejectedError):
+        return "rejected"
+    return "error"
+
+
+def check_bytes_responses(redis: aioredis.Redis) -> None:
+    if redis.connection_pool.connection_kwargs.get("decode_responses"):
+        raise ValueError(
+            "The Redis client has decode_responses=True, but Tasq messages are binary CBOR. "
+            "Pass a client created with decode_responses=False (the default) or a URL."
+        )
+
+
+async def check_redis_version(redis: aioredis.Redis) -> None:
+    info = await redis.info("server")
+    version_text = str(info.get("redis_version", "0"))
+    version = tuple(int(part) for part in version_text.split(".")[:2] if part.isdigit())
+    if version < _MIN_REDIS_VERSION:
+        raise RuntimeError(
+            f"Redis {version_text} is too old for Tasq: it needs Redis 7.0 or newer "
+            "(for LPOP with a count and PEXPIRE NX/GT). Upgrade the server."
+        )
