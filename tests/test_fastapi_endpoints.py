@@ -87,8 +87,6 @@ async def test_health_reports_servers(redis_url: str) -> None:
     ]
 
 
-# NOTE: the core's pub/sub listener leaves a socket unclosed when Redis stops
-# under a running server; drop this filter once it closes every connection.
 async def test_health_red_when_redis_stops(
     redis_process: RedisProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
