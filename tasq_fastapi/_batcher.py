@@ -20,8 +20,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
+
+from ._connect import RedisClient
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +64,12 @@ class CommandBatcher:
     (the caller gave up) is not written at all.
     """
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
         self._pushes: list[_Push] = []
         self._commands: list[_Command] = []
         self._wakeup = asyncio.Event()
-        self._script_sha: str | None = None
+        self._script_sha = ""
 
     def push(self, key: str, payload: bytes, deadline_unix_ms: float, waiter: asyncio.Future[Any]) -> None:
         """Queue a task for the list ``key``; a write error is set on ``waiter``."""
@@ -115,8 +116,9 @@ class CommandBatcher:
             self._fail(groups, commands, exc)
 
     async def _execute(self, groups: list[list[_Push]], commands: list[_Command]) -> None:
-        if self._script_sha is None:
-            self._script_sha = await self._redis.script_load(PUSH_SCRIPT)
+        if not self._script_sha:
+            sha = await self._redis.script_load(PUSH_SCRIPT)
+            self._script_sha = sha.decode() if isinstance(sha, bytes) else str(sha)
 
         results = await self._send(groups, commands, use_sha=True)
         missing = [i for i, result in enumerate(results[: len(groups)]) if isinstance(result, NoScriptError)]

@@ -10,13 +10,13 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
 
-import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import _protocol
 from ._batcher import CommandBatcher
+from ._connect import RedisClient, connect_redis
 from ._errors import (
     TasqConnectionError,
     TasqEncodeError,
@@ -56,7 +56,7 @@ class _State(enum.Enum):
 
 
 async def create_tasq(
-    redis: aioredis.Redis | str,
+    redis: RedisClient | str,
     *,
     namespace: str | None = None,
     observer: TasqObserver | None = None,
@@ -98,7 +98,7 @@ class Tasq:
 
     def __init__(
         self,
-        redis: aioredis.Redis | str,
+        redis: RedisClient | str,
         *,
         namespace: str | None = None,
         observer: TasqObserver | None = None,
@@ -116,7 +116,7 @@ class Tasq:
             raise ValueError(f"max_message_bytes must be positive, got {max_message_bytes!r}.")
 
         self._owns_redis = isinstance(redis, str)
-        self._redis = aioredis.Redis.from_url(redis) if isinstance(redis, str) else redis
+        self._redis = connect_redis(redis) if isinstance(redis, str) else redis
         check_bytes_responses(self._redis)
         self._client_id = _protocol.new_client_id(namespace)
         self._reply_channel = _protocol.client_channel(self._client_id)
@@ -132,7 +132,7 @@ class Tasq:
         self._batcher = CommandBatcher(self._redis)
 
     @property
-    def redis(self) -> aioredis.Redis:
+    def redis(self) -> RedisClient:
         """The Redis client in use."""
         return self._redis
 

@@ -24,10 +24,12 @@ from typing import Any, TypeAlias
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
 
 from ._client import Tasq, create_tasq
+from ._connect import RedisClient, describe_url
 from ._depends import TasqRouterConfigError
 from ._endpoints import TasqEndpoints, build_worker_router
 from ._errors import TasqError
@@ -38,7 +40,7 @@ from ._server import TasqServer
 
 logger = logging.getLogger(__name__)
 
-RedisSource: TypeAlias = "str | Redis | Callable[[], str | Redis]"
+RedisSource: TypeAlias = "str | RedisClient | Callable[[], str | RedisClient]"
 
 _APP_STATE_KEY = "tasq_extension"
 
@@ -78,10 +80,12 @@ class TasqExtension:
 
     Args:
         app: the app to attach to.
-        redis: a Redis URL (the extension creates and closes the client), a
-            `redis.asyncio.Redis` with `decode_responses=False` (the caller keeps
-            ownership), or a zero-argument callable returning either, called at
-            startup after the app's own lifespan has started.
+        redis: a Redis URL, including the `redis+cluster://` and
+            `redis+sentinel://` forms (the extension creates and closes the
+            client), a `redis.asyncio.Redis` or `RedisCluster` with
+            `decode_responses=False` (the caller keeps ownership), or a
+            zero-argument callable returning either, called at startup after the
+            app's own lifespan has started.
         namespace: Tasq key namespace, or None for the core's default.
         endpoints: worker endpoint settings, or None for no endpoints.
         grace_s: seconds running handlers get to finish at shutdown before they
@@ -253,7 +257,9 @@ class TasqExtension:
 
     async def _connect(self, stack: AsyncExitStack) -> Tasq:
         source = (
-            self._redis() if callable(self._redis) and not isinstance(self._redis, Redis) else self._redis
+            self._redis()
+            if callable(self._redis) and not isinstance(self._redis, Redis | RedisCluster)
+            else self._redis
         )
         where = describe_redis(source)
         logger.info("Tasq connecting to Redis at %s", where)
@@ -331,10 +337,12 @@ def get_tasq(connection: HTTPConnection) -> Tasq:
     return TasqExtension.of(connection.app).tasq
 
 
-def describe_redis(source: str | Redis) -> str:
+def describe_redis(source: str | RedisClient) -> str:
     """Describe where `source` connects, with any password replaced by '***'."""
     if isinstance(source, str):
-        return _redact_url(source)
+        return describe_url(source)
+    if isinstance(source, RedisCluster):
+        return "a Redis Cluster (caller's client)"
 
     kwargs = source.connection_pool.connection_kwargs
     if "path" in kwargs:
@@ -342,23 +350,6 @@ def describe_redis(source: str | Redis) -> str:
     return (
         f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)} (caller's client)"
     )
-
-
-def _redact_url(url: str) -> str:
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        return url
-
-    netloc, slash, path = rest.partition("/")
-    userinfo, at, hostport = netloc.rpartition("@")
-    if not at:
-        return url
-
-    # Without a colon, redis-py reads the user info as a user name, but some
-    # deployments put a bare password there, so all of it is hidden.
-    user, colon, _password = userinfo.partition(":")
-    hidden = f"{user}:***" if colon else "***"
-    return f"{scheme}://{hidden}@{hostport}{slash}{path}"
 
 
 def _unavailable_message(state: TasqExtensionState) -> str:

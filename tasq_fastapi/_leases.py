@@ -21,10 +21,10 @@ import math
 from collections.abc import Collection
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from . import _protocol
+from ._connect import RedisClient
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def leases_key(topic: str) -> str:
 class LeaseKeeper:
     """Takes, renews, releases and requeues leased tasks of one topic."""
 
-    def __init__(self, redis: aioredis.Redis, topic: str, lease_s: float) -> None:
+    def __init__(self, redis: RedisClient, topic: str, lease_s: float) -> None:
         self._list_key = _protocol.topic_key(topic)
         self._leases_key = leases_key(topic)
         self._lease_ms = max(1, math.ceil(lease_s * 1000))

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from ._connect import RedisClient
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +20,9 @@ SubscribedCallback = Callable[[], None]
 
 # Delays between attempts to reconnect the pub/sub connection, in seconds.
 _RECONNECT_DELAYS_S = (0.05, 0.1, 0.2, 0.5)
+
+# Consecutive failed reads after which the pub/sub object is replaced by a new one.
+_FAILURES_BEFORE_NEW_PUBSUB = 3
 
 
 @dataclass(slots=True)
@@ -40,7 +44,8 @@ class PubSubListener:
     intervals.
     """
 
-    def __init__(self, redis: aioredis.Redis, *, health_check_interval_s: float) -> None:
+    def __init__(self, redis: RedisClient, *, health_check_interval_s: float) -> None:
+        self._redis = redis
         self._pubsub = redis.pubsub()
         self._channels: dict[bytes, _Channel] = {}
         self._connected = False
@@ -116,6 +121,8 @@ class PubSubListener:
                 failures += 1
                 self._on_read_failed(exc, failures)
                 await asyncio.sleep(_RECONNECT_DELAYS_S[min(failures, len(_RECONNECT_DELAYS_S)) - 1])
+                if failures % _FAILURES_BEFORE_NEW_PUBSUB == 0:
+                    await self._replace_pubsub()
                 continue
 
             self._last_received = time.monotonic()
@@ -136,6 +143,20 @@ class PubSubListener:
                 await connection.disconnect()
             raise ConnectionError(f"no reply on the pub/sub connection for {silent_s:.1f} s")
         await self._pubsub.ping()
+
+    async def _replace_pubsub(self) -> None:
+        # A Redis Cluster pub/sub object stays bound to the node it first chose, so
+        # after that node failed only a new object can reach another node.
+        old = self._pubsub
+        self._pubsub = self._redis.pubsub()
+        try:
+            await old.aclose()
+        except (RedisError, OSError) as exc:
+            logger.debug("Closing the old pub/sub connection failed: %r", exc)
+        try:
+            await self._pubsub.subscribe(*self._channels)
+        except (RedisError, OSError) as exc:
+            logger.debug("Subscribing on a new pub/sub connection failed: %r", exc)
 
     async def aclose(self) -> None:
         """Close the pub/sub connection."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis.asyncio as aioredis
+from ._connect import RedisClient
 
 
-async def execute(redis: aioredis.Redis, *args: Any) -> Any:
+async def execute(redis: RedisClient, *args: Any) -> Any:
     """Run one Redis command and return its raw reply.
 
     redis-py's command methods are typed for its sync and async clients at once;

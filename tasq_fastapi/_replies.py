@@ -6,9 +6,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from . import _protocol
+from ._connect import RedisClient
 from ._context import get_request_context
 from ._errors import (
     TasqRequestError,
@@ -101,20 +100,23 @@ def outcome_of(exc: TasqRequestError) -> str:
     return "error"
 
 
-def check_bytes_responses(redis: aioredis.Redis) -> None:
-    if redis.connection_pool.connection_kwargs.get("decode_responses"):
+def check_bytes_responses(redis: RedisClient) -> None:
+    if redis.get_encoder().decode_responses:
         raise ValueError(
             "The Redis client has decode_responses=True, but Tasq messages are binary CBOR. "
             "Pass a client created with decode_responses=False (the default) or a URL."
         )
 
 
-async def check_redis_version(redis: aioredis.Redis) -> None:
-    info = await redis.info("server")
-    version_text = str(info.get("redis_version", "0"))
-    version = tuple(int(part) for part in version_text.split(".")[:2] if part.isdigit())
-    if version < _MIN_REDIS_VERSION:
-        raise RuntimeError(
-            f"Redis {version_text} is too old for Tasq: it needs Redis 7.0 or newer "
-            "(for LPOP with a count and PEXPIRE NX/GT). Upgrade the server."
-        )
+async def check_redis_version(redis: RedisClient) -> None:
+    info: dict[str, Any] = await redis.info("server")
+    # A Redis Cluster answers with one section per node; every node must qualify.
+    sections = [info] if "redis_version" in info else [v for v in info.values() if isinstance(v, dict)]
+    for section in sections:
+        version_text = str(section.get("redis_version", "0"))
+        version = tuple(int(part) for part in version_text.split(".")[:2] if part.isdigit())
+        if version < _MIN_REDIS_VERSION:
+            raise RuntimeError(
+                f"Redis {version_text} is too old for Tasq: it needs Redis 7.0 or newer "
+                "(for LPOP with a count and PEXPIRE NX/GT). Upgrade the server."
+            )

@@ -8,11 +8,11 @@ import logging
 import time
 from collections.abc import Mapping
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from . import _protocol
 from ._batcher import CommandBatcher
+from ._connect import RedisClient
 from ._errors import TasqProtocolError
 from ._execution import DefaultHandler, Handler, HandlerRunner
 from ._leases import LeaseKeeper
@@ -53,7 +53,7 @@ class TasqServer:
     def __init__(
         self,
         *,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         listener: PubSubListener,
         batcher: CommandBatcher,
         observer: TasqObserver,
