@@ -323,13 +323,16 @@ class Tasq:
         deadline_unix_s = time.time() + timeout_s
         request_id = self._new_request_id()
         payload = self._encode_request(request_id, deadline_unix_s, method, args)
-        waiter: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Response] = loop.create_future()
         self._pending[request_id] = waiter
+        # One timer that fails the waiter is all a request needs; asyncio.timeout()
+        # would add a context object and a task cancellation per request.
+        expiry = loop.call_later(timeout_s, _expire, waiter)
         try:
-            async with asyncio.timeout(timeout_s):
-                self._batcher.push(_protocol.topic_key(topic), payload, deadline_unix_s * 1000, waiter)
-                response = await waiter
-        except TimeoutError:
+            self._batcher.push(_protocol.topic_key(topic), payload, deadline_unix_s * 1000, waiter)
+            response = await waiter
+        except _RequestExpired:
             raise TasqRequestTimeoutError(
                 topic=topic, method=method, args=args, request_id=request_id.hex(), timeout_s=timeout_s
             ) from None
@@ -354,6 +357,7 @@ class Tasq:
         finally:
             # Whatever happened, the slot is freed at once: a late reply finds no
             # entry and is dropped.
+            expiry.cancel()
             del self._pending[request_id]
         return result_of(response, topic, method, args)
 
@@ -415,3 +419,12 @@ class Tasq:
         for waiter in self._pending.values():
             if not waiter.done():
                 waiter.set_exception(error)
+
+
+class _RequestExpired(Exception):
+    """Set on a request's waiter when its timeout passes."""
+
+
+def _expire(waiter: asyncio.Future[Response]) -> None:
+    if not waiter.done():
+        waiter.set_exception(_RequestExpired())

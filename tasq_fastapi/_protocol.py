@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import math
 import os
 import re
@@ -112,10 +113,17 @@ def validate_name(kind: str, value: object) -> str:
     Names are 1 to :data:`MAX_NAME_LENGTH` characters of letters, digits and
     ``_ . : / -``, so that they can never change which Redis key, channel or
     cluster slot is used. A topic must not start with ``client:``, because
-    ``@tasq:client:...`` is the reply channel of a client. Raises ValueError.
+    ``@tasq:client:...`` is the reply channel of a client. Raises TypeError for a
+    value that is not a string and ValueError for a bad name.
     """
     if not isinstance(value, str):
         raise TypeError(f"The {kind} must be a str, got {type(value).__name__}: {value!r}.")
+    return _check_name(kind, value)
+
+
+# Names repeat on every request, so the result of a check is cached.
+@functools.lru_cache(maxsize=4096)
+def _check_name(kind: str, value: str) -> str:
     if not value or len(value) > MAX_NAME_LENGTH:
         raise ValueError(f"Invalid {kind} {value!r}: it must have 1 to {MAX_NAME_LENGTH} characters.")
     if _NAME_PATTERN.fullmatch(value) is None:
