@@ -22,6 +22,7 @@ from ._errors import (
     TasqEncodeError,
     TasqProtocolError,
     TasqRequestError,
+    TasqRequestRejectedError,
     TasqRequestTimeoutError,
 )
 from ._listener import PubSubListener
@@ -332,6 +333,18 @@ class Tasq:
         try:
             self._batcher.push(_protocol.topic_key(topic), payload, deadline_unix_s * 1000, waiter)
             response = await waiter
+        except _ReplyTooLarge as exc:
+            raise TasqRequestRejectedError(
+                topic=topic,
+                method=method,
+                args=args,
+                request_id=request_id.hex(),
+                remote_type="TasqEncodeError",
+                remote_message=(
+                    f"the reply of {exc.size} bytes exceeds this client's maximum of "
+                    f"{self._max_message_bytes} bytes; raise max_message_bytes to accept it"
+                ),
+            ) from None
         except _RequestExpired:
             raise TasqRequestTimeoutError(
                 topic=topic, method=method, args=args, request_id=request_id.hex(), timeout_s=timeout_s
@@ -380,6 +393,9 @@ class Tasq:
                 return request_id
 
     def _on_reply(self, data: bytes) -> None:
+        if len(data) > self._max_message_bytes:
+            self._fail_oversized_reply(data)
+            return
         try:
             response = _protocol.decode_response(data, max_bytes=self._max_message_bytes)
         except TasqProtocolError as exc:
@@ -391,6 +407,18 @@ class Tasq:
             logger.debug("Dropped a reply nobody waits for: request_id=%s", response.request_id.hex())
             return
         waiter.set_result(response)
+
+    def _fail_oversized_reply(self, data: bytes) -> None:
+        request_id = _protocol.peek_response_request_id(data)
+        logger.warning(
+            "Dropped a reply of %d bytes, over the maximum of %d bytes: request_id=%s",
+            len(data),
+            self._max_message_bytes,
+            request_id.hex() if request_id is not None else "unknown",
+        )
+        waiter = self._pending.get(request_id) if request_id is not None else None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(_ReplyTooLarge(len(data)))
 
     def _check_running(self) -> None:
         if self._state is _State.CREATED:
@@ -428,3 +456,11 @@ class _RequestExpired(Exception):
 def _expire(waiter: asyncio.Future[Response]) -> None:
     if not waiter.done():
         waiter.set_exception(_RequestExpired())
+
+
+class _ReplyTooLarge(Exception):
+    """Set on a request's waiter when its reply exceeds the client's size limit."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size

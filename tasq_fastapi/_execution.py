@@ -43,8 +43,10 @@ class HandlerRunner:
         default_handler: DefaultHandler | None,
         threads: int,
         cancel_at_deadline: bool,
+        max_message_bytes: int,
     ) -> None:
         self._topic = topic
+        self._max_message_bytes = max_message_bytes
         # A plain dict copy: only registered names can ever be called.
         self._handlers: dict[str, Handler] = dict(handlers)
         self._default_handler = default_handler
@@ -82,7 +84,7 @@ class HandlerRunner:
             return "rejected", _encode(request, ResponseStatus.REJECTED, detail=_error_detail(exc))
         finally:
             reset_request_context(token)
-        return _encode_result(self._topic, request, result)
+        return _encode_result(self._topic, request, result, self._max_message_bytes)
 
     def _resolve(self, request: Request) -> Callable[[], Awaitable[Any]] | None:
         handler = self._handlers.get(request.method)
@@ -179,16 +181,28 @@ def _encode(request: Request, status: ResponseStatus, detail: dict[str, Any] | N
         return _protocol.encode_response(request.request_id, status, detail=fallback)
 
 
-def _encode_result(topic: str, request: Request, result: Any) -> tuple[str, bytes]:
+def _encode_result(topic: str, request: Request, result: Any, max_bytes: int) -> tuple[str, bytes]:
     try:
-        return "ok", _protocol.encode_response(request.request_id, ResponseStatus.OK, result)
+        reply = _protocol.encode_response(request.request_id, ResponseStatus.OK, result)
     except TasqEncodeError as exc:
-        logger.error(
-            "Handler result cannot be encoded: topic=%s method=%s request_id=%s type=%s",
-            topic,
-            request.method,
-            request.request_id.hex(),
-            type(result).__name__,
+        return _reject_result(topic, request, str(exc), f"type={type(result).__name__}")
+
+    if len(reply) > max_bytes:
+        message = (
+            f"Result of method {request.method!r} is {len(reply)} bytes, over the server's maximum "
+            f"of {max_bytes} bytes. Return less data or raise max_message_bytes."
         )
-        detail = {"type": "TasqEncodeError", "message": str(exc)}
-        return "rejected", _encode(request, ResponseStatus.REJECTED, detail=detail)
+        return _reject_result(topic, request, message, f"bytes={len(reply)}")
+    return "ok", reply
+
+
+def _reject_result(topic: str, request: Request, message: str, fact: str) -> tuple[str, bytes]:
+    logger.error(
+        "Handler result cannot be sent: topic=%s method=%s request_id=%s %s",
+        topic,
+        request.method,
+        request.request_id.hex(),
+        fact,
+    )
+    detail = {"type": "TasqEncodeError", "message": message}
+    return "rejected", _encode(request, ResponseStatus.REJECTED, detail=detail)

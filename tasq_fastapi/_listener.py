@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from ._connect import RedisClient
 
@@ -20,6 +20,9 @@ SubscribedCallback = Callable[[], None]
 
 # Delays between attempts to reconnect the pub/sub connection, in seconds.
 _RECONNECT_DELAYS_S = (0.05, 0.1, 0.2, 0.5)
+
+# Time Redis gets to confirm a subscription made before the listener runs, in seconds.
+_CONFIRMATION_TIMEOUT_S = 5.0
 
 # Consecutive failed reads after which the pub/sub object is replaced by a new one.
 _FAILURES_BEFORE_NEW_PUBSUB = 3
@@ -82,9 +85,26 @@ class PubSubListener:
             return
         try:
             await self._pubsub.subscribe(name)
+            await self._await_confirmation(name)
         except BaseException:
             del self._channels[name]
             raise
+
+    async def _await_confirmation(self, name: bytes) -> None:
+        # Before run() starts nobody else reads, so an error reply to SUBSCRIBE
+        # (NOPERM for a user without access to the channel) is raised here.
+        deadline = time.monotonic() + _CONFIRMATION_TIMEOUT_S
+        while (remaining := deadline - time.monotonic()) > 0:
+            message = await self._pubsub.get_message(timeout=remaining)
+            if message is None:
+                continue
+            if message["type"] == "subscribe" and message["channel"] == name:
+                return
+            self._dispatch(message)
+        raise ConnectionError(
+            f"Redis did not confirm the subscription to channel {name.decode()!r} "
+            f"within {_CONFIRMATION_TIMEOUT_S} s."
+        )
 
     async def unsubscribe(self, channel: str) -> None:
         """Stop dispatching ``channel`` and unsubscribe from it as far as Redis is reachable."""
@@ -106,10 +126,17 @@ class PubSubListener:
         except (RedisError, OSError) as exc:
             logger.warning("Sending %s to the pub/sub connection failed: %r", args[0], exc)
 
-    async def run(self) -> None:
-        """Read and dispatch messages until cancelled, reconnecting after errors."""
+    def run(self) -> Coroutine[Any, Any, None]:
+        """Return the coroutine that reads and dispatches messages until cancelled.
+
+        From this call on, only that coroutine reads from the connection, so later
+        subscriptions are sent without waiting for their confirmation.
+        """
         self._running = True
         self._connected = True
+        return self._read_loop()
+
+    async def _read_loop(self) -> None:
         failures = 0
         while True:
             try:
@@ -165,7 +192,13 @@ class PubSubListener:
 
     def _on_read_failed(self, exc: BaseException, failures: int) -> None:
         self._connected = False
-        if failures == 1:
+        if isinstance(exc, ResponseError) and failures == 1:
+            logger.error(
+                "Redis rejected a pub/sub command: %s. Grant the Redis user access to the "
+                "channels @tasq:* (ACL rule &@tasq:*); retrying meanwhile.",
+                exc,
+            )
+        elif failures == 1:
             logger.warning("Pub/sub connection lost, reconnecting: %r", exc)
         else:
             logger.debug("Pub/sub reconnect attempt %d failed: %r", failures, exc)

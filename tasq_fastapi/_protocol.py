@@ -205,6 +205,31 @@ def encode_response(
     return _cbor.encode(frame, what="result")
 
 
+def peek_response_request_id(data: bytes) -> bytes | None:
+    """Return the request id at the start of a response without decoding the rest.
+
+    Used for replies too large to decode, so that their caller can be told at once.
+    Returns None when ``data`` does not start like a response.
+    """
+    header_lengths = {24: 2, 25: 3, 26: 5, 27: 9}
+    if len(data) < 2 or data[0] >> 5 != 4:
+        return None
+    array_info = data[0] & 0x1F
+    offset = 1 if array_info < 24 else header_lengths.get(array_info, 0)
+    if offset == 0 or len(data) <= offset or data[offset] >> 5 != 2:
+        return None
+
+    length = data[offset] & 0x1F
+    start = offset + 1
+    if length == 24 and len(data) > start:
+        length, start = data[start], start + 1
+    elif length > 24:
+        return None
+    if len(data) < start + length:
+        return None
+    return data[start : start + length]
+
+
 def decode_response(data: bytes, *, max_bytes: int) -> Response:
     """Decode and check a response read from a reply channel.
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any
+
+from redis.exceptions import NoPermissionError, RedisError
 
 from . import _protocol
 from ._connect import RedisClient
@@ -18,8 +21,11 @@ from ._errors import (
 )
 from ._execution import DefaultHandler, Handler
 from ._protocol import Response, ResponseStatus
+from ._redis import execute
 
 _MIN_REDIS_VERSION = (7, 0)
+
+logger = logging.getLogger(__name__)
 
 
 def effective_timeout(timeout: float, inherit_deadline: bool) -> float:
@@ -109,14 +115,39 @@ def check_bytes_responses(redis: RedisClient) -> None:
 
 
 async def check_redis_version(redis: RedisClient) -> None:
-    info: dict[str, Any] = await redis.info("server")
-    # A Redis Cluster answers with one section per node; every node must qualify.
-    sections = [info] if "redis_version" in info else [v for v in info.values() if isinstance(v, dict)]
-    for section in sections:
-        version_text = str(section.get("redis_version", "0"))
+    """Raise RuntimeError when Redis is older than 7.0.
+
+    The version comes from INFO, or from HELLO for a user whose ACL denies INFO
+    (it is in the ``@dangerous`` category). When neither is allowed the check is
+    skipped with a warning.
+    """
+    for version_text in await _server_versions(redis):
         version = tuple(int(part) for part in version_text.split(".")[:2] if part.isdigit())
         if version < _MIN_REDIS_VERSION:
             raise RuntimeError(
                 f"Redis {version_text} is too old for Tasq: it needs Redis 7.0 or newer "
                 "(for LPOP with a count and PEXPIRE NX/GT). Upgrade the server."
             )
+
+
+async def _server_versions(redis: RedisClient) -> list[str]:
+    try:
+        info: dict[str, Any] = await redis.info("server")
+    except NoPermissionError:
+        return await _versions_from_hello(redis)
+
+    # A Redis Cluster answers with one section per node; every node must qualify.
+    sections = [info] if "redis_version" in info else [v for v in info.values() if isinstance(v, dict)]
+    return [str(section.get("redis_version", "0")) for section in sections]
+
+
+async def _versions_from_hello(redis: RedisClient) -> list[str]:
+    try:
+        reply = await execute(redis, "HELLO")
+    except RedisError as exc:
+        logger.warning("Cannot check the Redis version, because INFO and HELLO both failed: %r", exc)
+        return []
+
+    fields = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=True))
+    version = fields.get(b"version", fields.get("version", b"0"))
+    return [version.decode() if isinstance(version, bytes) else str(version)]

@@ -79,6 +79,7 @@ class TasqServer:
             default_handler=default_handler,
             threads=threads,
             cancel_at_deadline=cancel_at_deadline,
+            max_message_bytes=max_message_bytes,
         )
         self._threads = threads
         self._max_message_bytes = max_message_bytes
