@@ -15,6 +15,7 @@ from example_app.settings import configure_logging, required_redis_url
 from example_app.users import TOPIC, User
 from tasq_fastapi import (
     Tasq,
+    TasqEncodeError,
     TasqExtension,
     TasqRequestError,
     TasqRequestInvalidArgsError,
@@ -58,6 +59,8 @@ async def create_user(tasq: TasqDep, body: Annotated[dict[str, Any], Body()]) ->
 async def _call(tasq: Tasq, method: str, args: Any) -> Any:
     try:
         return await tasq.request(TOPIC, method, args, timeout=USER_SERVICE_TIMEOUT_S)
+    except TasqEncodeError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
     except TasqRequestInvalidArgsError as exc:
         raise HTTPException(status_code=422, detail=exc.errors) from exc
     except TasqRequestTimeoutError as exc:

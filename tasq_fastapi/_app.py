@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from ._client import DEFAULT_HEALTH_CHECK_INTERVAL_S, DEFAULT_MAX_MESSAGE_BYTES
 from ._endpoints import TasqEndpoints
 from ._fastapi import RedisSource, TasqExtension
 from ._observer import TasqObserver
@@ -17,9 +18,9 @@ __all__ = ["TasqFastAPI"]
 class TasqFastAPI(FastAPI):
     """A FastAPI app with a :class:`TasqExtension` attached at construction.
 
-    ``tasq_redis``, ``tasq_namespace``, ``tasq_endpoints``, ``tasq_grace_s`` and
-    ``tasq_observer`` go to the extension (``redis``, ``namespace``, ...); every
-    other keyword argument goes to ``FastAPI``. The extension is
+    Keyword arguments starting with ``tasq_`` go to the extension without that
+    prefix (``tasq_redis`` becomes ``redis``, ...); every other keyword argument
+    goes to ``FastAPI``. The extension is
     :attr:`tasq_extension`; the client is available through ``Depends(get_tasq)``
     while the app runs.
     """
@@ -31,7 +32,10 @@ class TasqFastAPI(FastAPI):
         tasq_namespace: str | None = None,
         tasq_endpoints: TasqEndpoints | None = TasqEndpoints(),  # noqa: B008 - frozen, so sharing is safe
         tasq_grace_s: float = 10.0,
+        tasq_startup_timeout_s: float = 10.0,
         tasq_observer: TasqObserver | None = None,
+        tasq_max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        tasq_health_check_interval_s: float = DEFAULT_HEALTH_CHECK_INTERVAL_S,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -41,7 +45,10 @@ class TasqFastAPI(FastAPI):
             namespace=tasq_namespace,
             endpoints=tasq_endpoints,
             grace_s=tasq_grace_s,
+            startup_timeout_s=tasq_startup_timeout_s,
             observer=tasq_observer,
+            max_message_bytes=tasq_max_message_bytes,
+            health_check_interval_s=tasq_health_check_interval_s,
         )
 
     def include_tasq_router(self, router: TasqRouter) -> None:

@@ -66,7 +66,7 @@ def decode(data: bytes, *, max_bytes: int) -> Any:
     try:
         value = decoder.decode()
     except (cbor2.CBORDecodeError, ValueError, OverflowError, MemoryError) as exc:
-        raise TasqProtocolError(f"Message is not valid CBOR: {exc}.") from exc
+        raise TasqProtocolError(f"Message is not valid CBOR: {_sentence(exc)}.") from exc
 
     if stream.tell() != len(data):
         raise TasqProtocolError(f"Message has {len(data) - stream.tell()} bytes after its CBOR item.")
@@ -74,15 +74,34 @@ def decode(data: bytes, *, max_bytes: int) -> Any:
 
 
 def encode(value: Any, *, what: str) -> bytes:
-    """Encode ``value`` as CBOR; datetimes become tag 1 timestamps.
+    """Encode ``value`` as CBOR that :func:`decode` accepts; datetimes become tag 1.
 
     ``what`` names the value in error messages ("args", "result"). Raises
-    :class:`TasqEncodeError` naming the type that cannot be encoded.
+    :class:`TasqEncodeError` naming what cannot be encoded, including values that
+    cbor2 can write but a Tasq peer would reject: map keys other than text or byte
+    strings, nesting deeper than :data:`MAX_DEPTH`, and objects outside the safe
+    subset such as decimals or regular expressions.
     """
     try:
-        return cbor2.dumps(value, datetime_as_timestamp=True)
+        data = cbor2.dumps(value, datetime_as_timestamp=True)
     except (cbor2.CBOREncodeError, TypeError, ValueError, RecursionError) as exc:
         raise TasqEncodeError(
-            f"Cannot encode the {what} as CBOR: {exc}. Convert the value to dicts, "
-            "lists, strings, numbers, booleans, bytes, None or timezone-aware datetimes."
+            f"Cannot encode the {what} as CBOR: {_sentence(exc)}. Tasq sends dicts with str "
+            "keys, lists, str (valid Unicode), int, float, bool, bytes, None and "
+            "timezone-aware datetimes."
         ) from exc
+
+    # Checking with the receiving side's own decoder, at C speed, is what guarantees
+    # that a peer never drops what this side sent.
+    try:
+        decode(data, max_bytes=len(data))
+    except TasqProtocolError as exc:
+        raise TasqEncodeError(
+            f"The {what} cannot be sent, because a Tasq peer would reject it: {exc} "
+            "Use str keys in dicts, nest at most 100 levels and send only plain values."
+        ) from None
+    return data
+
+
+def _sentence(exc: BaseException) -> str:
+    return str(exc).rstrip(".")

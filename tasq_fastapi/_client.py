@@ -319,7 +319,16 @@ class Tasq:
 
     async def _send_and_wait(self, topic: str, method: str, args: Any, timeout_s: float) -> Any:
         if timeout_s <= 0:
-            raise TasqRequestTimeoutError(topic=topic, method=method, args=args, timeout_s=0.0)
+            raise TasqRequestTimeoutError(
+                topic=topic,
+                method=method,
+                args=args,
+                timeout_s=0.0,
+                message=(
+                    f"Request {topic!r}.{method!r} was not sent: the calling handler's deadline "
+                    "has passed. Pass inherit_deadline=False to give the request its own timeout."
+                ),
+            )
 
         deadline_unix_s = time.time() + timeout_s
         request_id = self._new_request_id()
@@ -349,9 +358,18 @@ class Tasq:
             raise TasqRequestTimeoutError(
                 topic=topic, method=method, args=args, request_id=request_id.hex(), timeout_s=timeout_s
             ) from None
+        except _ClientClosed:
+            raise TasqConnectionError(
+                f"Request {topic!r}.{method!r} was abandoned because the Tasq client was closed "
+                "while it waited for its reply.",
+                topic=topic,
+                method=method,
+                args=args,
+                request_id=request_id.hex(),
+            ) from None
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise TasqConnectionError(
-                f"Request {topic!r}.{method!r} failed before a reply arrived: {exc}. "
+                f"Request {topic!r}.{method!r} failed before a reply arrived: {str(exc).rstrip('.')}. "
                 "Check that Redis is reachable, then retry if the method is safe to repeat.",
                 topic=topic,
                 method=method,
@@ -360,7 +378,7 @@ class Tasq:
             ) from exc
         except RedisError as exc:
             raise TasqRequestError(
-                f"Redis rejected the request {topic!r}.{method!r}: {exc}. Check the Redis "
+                f"Redis rejected the request {topic!r}.{method!r}: {str(exc).rstrip('.')}. Check the Redis "
                 f"user's permissions and that key {_protocol.topic_key(topic)!r} is a list.",
                 topic=topic,
                 method=method,
@@ -443,7 +461,7 @@ class Tasq:
         self._batcher.fail_queued(ConnectionError("the Tasq client was closed"))
 
     def _fail_pending(self) -> None:
-        error = ConnectionError("the Tasq client was closed while the request was pending")
+        error = _ClientClosed()
         for waiter in self._pending.values():
             if not waiter.done():
                 waiter.set_exception(error)
@@ -464,3 +482,7 @@ class _ReplyTooLarge(Exception):
     def __init__(self, size: int) -> None:
         super().__init__(size)
         self.size = size
+
+
+class _ClientClosed(Exception):
+    """Set on the waiters of requests still pending when the client closes."""

@@ -47,6 +47,10 @@ def to_cbor_value(value: Any) -> Any:
     return _convert(value, "result")
 
 
+# Longest rejected input string kept in an invalid-args error, in characters.
+_MAX_ECHOED_INPUT_LENGTH = 200
+
+
 def to_cbor_safe_errors(errors: list[Any]) -> list[dict[str, Any]]:
     """Reduce pydantic error dicts to str, int, float, bool, None, lists and maps.
 
@@ -102,19 +106,21 @@ def _convert_dataclass(value: Any, path: str) -> dict[str, Any]:
     }
 
 
-def _convert_key(key: Any, path: str) -> str | int | bytes:
+def _convert_key(key: Any, path: str) -> str | bytes:
+    # Tasq peers accept only text and byte-string map keys; like JSON, other
+    # scalar keys become their string form.
     if isinstance(key, enum.Enum):
         key = key.value
 
-    if isinstance(key, uuid.UUID):
-        return str(key)
-
-    if isinstance(key, str | int | bytes) and not isinstance(key, bool):
+    if isinstance(key, str | bytes):
         return key
+
+    if isinstance(key, uuid.UUID) or (isinstance(key, int | float) and not isinstance(key, bool)):
+        return str(key)
 
     raise TasqResultConversionError(
         f"The handler result contains a map key {key!r} of type {type(key).__qualname__} "
-        f"in {path}, which Tasq cannot send. Use str, int, bytes, UUID or Enum keys instead."
+        f"in {path}, which Tasq cannot send. Use str, int, float, bytes, UUID or Enum keys instead."
     )
 
 
@@ -136,7 +142,18 @@ def _datetime_to_tag(value: dt.datetime, path: str) -> cbor2.CBORTag:
 def _error_dict(error: Any) -> dict[str, Any]:
     if not isinstance(error, Mapping):
         return {"msg": str(error)}
-    return {str(key): _safe_value(item) for key, item in error.items()}
+    safe = {str(key): _safe_value(item) for key, item in error.items()}
+    # pydantic puts the rejected input in each error, and for a missing field that
+    # is the whole args: echoing large inputs back would multiply the reply.
+    if "input" in safe and not _is_small_scalar(safe["input"]):
+        del safe["input"]
+    return safe
+
+
+def _is_small_scalar(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) <= _MAX_ECHOED_INPUT_LENGTH
+    return isinstance(value, int | float | bool | type(None))
 
 
 def _safe_value(value: Any) -> Any:

@@ -80,7 +80,8 @@ def _rebuild(cls: type[TasqRequestError], message: str, state: dict[str, Any]) -
 class TasqRequestTimeoutError(TasqRequestError, TimeoutError):
     """No reply arrived before the request's deadline.
 
-    ``timeout_s`` is the time the caller allowed, in seconds.
+    ``timeout_s`` is the time the caller allowed, in seconds. ``message`` replaces
+    the default message when the cause is known to be something else.
     """
 
     def __init__(
@@ -91,12 +92,14 @@ class TasqRequestTimeoutError(TasqRequestError, TimeoutError):
         args: Any = None,
         request_id: str | None = None,
         timeout_s: float,
+        message: str | None = None,
     ) -> None:
-        message = (
-            f"Request {topic!r}.{method!r} timed out after {timeout_s:g} s: no server for "
-            f"topic {topic!r} replied in time. Check that a server serves this topic and "
-            "is not saturated, or raise the timeout."
-        )
+        if message is None:
+            message = (
+                f"Request {topic!r}.{method!r} timed out after {timeout_s:g} s: no server for "
+                f"topic {topic!r} replied in time. Check that a server serves this topic and "
+                "is not saturated, or raise the timeout."
+            )
         super().__init__(message, topic=topic, method=method, args=args, request_id=request_id)
         self.timeout_s = timeout_s
 

@@ -79,6 +79,13 @@ class HandlerRunner:
         except TasqInvalidArgsError as exc:
             detail = _error_detail(exc) | {"invalid_args": exc.errors}
             return "invalid_args", _encode(request, ResponseStatus.REJECTED, detail=detail)
+        except asyncio.CancelledError as exc:
+            if _is_being_cancelled():
+                raise
+            # The handler raised CancelledError itself (an awaited future was
+            # cancelled); nobody cancelled this task, so it is a handler failure.
+            _log_handler_error(self._topic, request)
+            return "rejected", _encode(request, ResponseStatus.REJECTED, detail=_error_detail(exc))
         except Exception as exc:
             _log_handler_error(self._topic, request)
             return "rejected", _encode(request, ResponseStatus.REJECTED, detail=_error_detail(exc))
@@ -140,6 +147,11 @@ class HandlerRunner:
                 max_workers=self._threads, thread_name_prefix=f"tasq-{self._topic}"
             )
         return self._executor
+
+
+def _is_being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class _DeadlineExceeded(Exception):

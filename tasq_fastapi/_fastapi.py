@@ -28,7 +28,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
 
-from ._client import Tasq, create_tasq
+from ._client import DEFAULT_HEALTH_CHECK_INTERVAL_S, DEFAULT_MAX_MESSAGE_BYTES, Tasq, create_tasq
 from ._connect import RedisClient, describe_url
 from ._depends import TasqRouterConfigError
 from ._endpoints import TasqEndpoints, build_worker_router
@@ -94,6 +94,10 @@ class TasqExtension:
             take before startup fails.
         observer: an extra `TasqObserver` that gets every event besides the
             extension's Prometheus metrics.
+        max_message_bytes: the largest request or reply the client sends or
+            accepts, in bytes; see `create_tasq`.
+        health_check_interval_s: seconds of quiet after which the pub/sub
+            connection is checked; see `create_tasq`.
 
     Raises:
         TasqLifecycleError: if `app` already has a TasqExtension.
@@ -109,6 +113,8 @@ class TasqExtension:
         grace_s: float = 10.0,
         startup_timeout_s: float = 10.0,
         observer: TasqObserver | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        health_check_interval_s: float = DEFAULT_HEALTH_CHECK_INTERVAL_S,
     ) -> None:
         if getattr(app.state, _APP_STATE_KEY, None) is not None:
             raise TasqLifecycleError(
@@ -122,6 +128,8 @@ class TasqExtension:
         self._namespace = namespace
         self._grace_s = grace_s
         self._startup_timeout_s = startup_timeout_s
+        self._max_message_bytes = max_message_bytes
+        self._health_check_interval_s = health_check_interval_s
         self._observer: TasqObserver = (
             self.metrics if observer is None else FanOutObserver([self.metrics, observer])
         )
@@ -265,7 +273,13 @@ class TasqExtension:
         logger.info("Tasq connecting to Redis at %s", where)
 
         try:
-            tasq = await create_tasq(source, namespace=self._namespace, observer=self._observer)
+            tasq = await create_tasq(
+                source,
+                namespace=self._namespace,
+                observer=self._observer,
+                max_message_bytes=self._max_message_bytes,
+                health_check_interval_s=self._health_check_interval_s,
+            )
         except ValueError as exc:
             raise TasqStartupError(
                 f"Tasq could not use the Redis URL {where}: {exc}. Pass a URL such as "

@@ -20,7 +20,8 @@ class TasqObserver(Protocol):
     Request outcomes: ``ok``, ``rejected``, ``invalid_args``, ``unknown_method``,
     ``timeout``, ``error`` (Redis failed) and ``cancelled`` (the caller gave up).
     Task outcomes: ``ok``, ``rejected``, ``invalid_args``, ``unknown_method``,
-    ``deadline_exceeded`` (cancelled at its deadline) and ``reply_failed``.
+    ``deadline_exceeded`` (cancelled at its deadline), ``reply_failed`` and
+    ``cancelled`` (the server closed before the handler finished).
     Drop reasons: ``expired`` and ``malformed``.
     """
 

@@ -41,8 +41,8 @@ CLIENT_ID_RANDOM_BYTES = 6
 MAX_NAME_LENGTH = 200
 """Maximum length of a topic, method or namespace, in characters."""
 
-# Deadlines beyond this (about year 2308 from the Tasq epoch) are treated as garbage.
-_MAX_DEADLINE_MS = 2.0**43
+MAX_DEADLINE_MS = 2.0**43
+"""Latest deadline accepted on the wire, in ms from the Tasq epoch (about year 2301)."""
 
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9_.:/-]+")
 _RESERVED_TOPIC_PREFIX = "client:"
@@ -184,7 +184,7 @@ def decode_request(data: bytes, *, max_bytes: int) -> Request:
 def _is_valid_deadline(value: object) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    return math.isfinite(value) and 0 <= value <= _MAX_DEADLINE_MS
+    return math.isfinite(value) and 0 <= value <= MAX_DEADLINE_MS
 
 
 def encode_response(

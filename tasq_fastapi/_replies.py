@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +37,11 @@ def effective_timeout(timeout: float, inherit_deadline: bool) -> float:
         or timeout <= 0
     ):
         raise ValueError(f"Invalid timeout {timeout!r}: give a positive number of seconds.")
+    if _protocol.to_deadline_ms(time.time() + timeout) > _protocol.MAX_DEADLINE_MS:
+        raise ValueError(
+            f"Invalid timeout {timeout!r}: the deadline would lie past what the Tasq wire "
+            "format can carry (about year 2301); give fewer seconds."
+        )
     context = get_request_context() if inherit_deadline else None
     if context is None:
         return float(timeout)
@@ -50,6 +56,11 @@ def check_serve_options(
     recheck_interval_s: float,
 ) -> None:
     _protocol.validate_name("topic", topic)
+    if not handlers and handler is None:
+        raise ValueError(
+            f"Serving topic {topic!r} needs handlers or a default handler: a server without "
+            "them would take tasks from other servers of the topic only to reject them."
+        )
     for name, function in handlers.items():
         _protocol.validate_name("method", name)
         if not callable(function):

@@ -109,7 +109,8 @@ class TasqRouter:
         Without `name`, the method is named after the function (`__name__`).
 
         Raises:
-            TasqRouterConfigError: if the name is empty or already registered.
+            TasqRouterConfigError: if the name is not a valid method name or is
+                already registered.
         """
         if name is not None and (not isinstance(name, str) or not name):
             raise TasqRouterConfigError(
@@ -119,6 +120,10 @@ class TasqRouter:
 
         def register(func: Callable[P, R]) -> Callable[P, R]:
             method_name = name if name is not None else _function_name(func)
+            try:
+                _protocol.validate_name("method", method_name)
+            except ValueError as exc:
+                raise TasqRouterConfigError(f"Method name on topic {self.topic!r} is invalid: {exc}") from exc
             if method_name in self._handlers:
                 raise TasqRouterConfigError(
                     f"Method {method_name!r} is already registered on topic {self.topic!r}; "

@@ -308,10 +308,14 @@ class TasqServer:
     async def _run_and_reply(self, request: Request) -> None:
         started = time.monotonic()
         self._observer.task_started(self._topic, request.method)
-        outcome, reply = await self._runner.run(request)
-        if reply is not None and not await self._send_reply(request, reply):
-            outcome = "reply_failed"
-        self._observer.task_finished(self._topic, request.method, outcome, time.monotonic() - started)
+        # Only a server that is closing cancels its tasks; the outcome says so.
+        outcome = "cancelled"
+        try:
+            outcome, reply = await self._runner.run(request)
+            if reply is not None and not await self._send_reply(request, reply):
+                outcome = "reply_failed"
+        finally:
+            self._observer.task_finished(self._topic, request.method, outcome, time.monotonic() - started)
 
     async def _send_reply(self, request: Request, reply: bytes) -> bool:
         channel = _protocol.client_channel(request.client_id)
