@@ -394,8 +394,9 @@ class Tasq:
 
     def _encode_request(self, request_id: bytes, deadline_unix_s: float, method: str, args: Any) -> bytes:
         deadline_ms = _protocol.to_deadline_ms(deadline_unix_s)
+        extensions = {_protocol.EXTENSION_SENT_AT_MS: _protocol.to_deadline_ms(time.time())}
         payload = _protocol.encode_request(
-            self._client_id, request_id, deadline_ms, method, args, args is not None
+            self._client_id, request_id, deadline_ms, method, args, args is not None, extensions
         )
         if len(payload) > self._max_message_bytes:
             raise TasqEncodeError(

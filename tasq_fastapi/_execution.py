@@ -54,6 +54,16 @@ class HandlerRunner:
         self._cancel_at_deadline = cancel_at_deadline
         self._executor: ThreadPoolExecutor | None = None
 
+    @property
+    def method_names(self) -> list[str]:
+        """The methods with a handler of their own."""
+        return list(self._handlers)
+
+    @property
+    def has_default_handler(self) -> bool:
+        """Whether methods without a handler go to a default handler."""
+        return self._default_handler is not None
+
     def close(self) -> None:
         """Stop the worker threads of plain handlers once they finish."""
         if self._executor is not None:

@@ -18,7 +18,8 @@ import functools
 import math
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import cbor2
@@ -37,6 +38,12 @@ TASQ_EPOCH_MS = 1_672_531_200_000
 
 REQUEST_ID_BYTES = 6
 CLIENT_ID_RANDOM_BYTES = 6
+
+EXTENSION_SENT_AT_MS = "sent_at"
+"""Request extension: when the client sent the request, in ms from the Tasq epoch."""
+
+EXTENSION_TRACEPARENT = "traceparent"
+"""Request extension: the W3C trace context of the caller, when tracing is on."""
 
 MAX_NAME_LENGTH = 200
 """Maximum length of a topic, method or namespace, in characters."""
@@ -67,6 +74,7 @@ class Request:
     method: str
     args: Any
     has_args: bool
+    extensions: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def deadline_unix_s(self) -> float:
@@ -145,15 +153,26 @@ def to_deadline_ms(deadline_unix_s: float) -> float:
 
 
 def encode_request(
-    client_id: str, request_id: bytes, deadline_ms: float, method: str, args: Any, has_args: bool
+    client_id: str,
+    request_id: bytes,
+    deadline_ms: float,
+    method: str,
+    args: Any,
+    has_args: bool,
+    extensions: Mapping[str, Any] | None = None,
 ) -> bytes:
     """Encode a request; args is left out when ``has_args`` is false.
 
-    The deadline is written as a float, as Node.js peers write it.
+    The deadline is written as a float, as Node.js peers write it. ``extensions``
+    (see :data:`EXTENSION_SENT_AT_MS`) go in item 5, which Node.js servers ignore;
+    args is then written as CBOR ``undefined`` when there is none, which a Node.js
+    handler receives exactly as missing args.
     """
     frame: list[Any] = [client_id, request_id, float(deadline_ms), method]
-    if has_args:
-        frame.append(args)
+    if has_args or extensions:
+        frame.append(args if has_args else cbor2.undefined)
+    if extensions:
+        frame.append(dict(extensions))
     return _cbor.encode(frame, what="args")
 
 
@@ -178,7 +197,10 @@ def decode_request(data: bytes, *, max_bytes: int) -> Request:
 
     has_args = len(frame) >= 5 and frame[4] is not cbor2.undefined
     args = frame[4] if has_args else None
-    return Request(client_id, request_id, float(deadline_ms), method, args, has_args)
+    # Extensions are optional hints: a peer that sends something else there is
+    # served as if it had sent none.
+    extensions = frame[5] if len(frame) >= 6 and isinstance(frame[5], dict) else {}
+    return Request(client_id, request_id, float(deadline_ms), method, args, has_args, extensions)
 
 
 def _is_valid_deadline(value: object) -> bool:

@@ -18,6 +18,7 @@ from ._execution import DefaultHandler, Handler, HandlerRunner
 from ._leases import LeaseKeeper
 from ._listener import PubSubListener
 from ._observer import TasqObserver
+from ._presence import PRESENCE_INTERVAL_S, Announcer
 from ._protocol import Request
 from ._redis import execute
 from ._tasks import cancel_and_wait
@@ -93,6 +94,8 @@ class TasqServer:
         self._leases = LeaseKeeper(redis, topic, lease_s) if at_least_once else None
         self._lease_s = lease_s
         self._lease_task: asyncio.Task[None] | None = None
+        self._announcer = Announcer(redis, topic)
+        self._presence_task: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._processed = 0
         self._pop_failures = 0
@@ -136,6 +139,9 @@ class TasqServer:
         self._state = _State.RUNNING
         self._loop_task = asyncio.create_task(self._run(), name=f"tasq-server-{self._topic}")
         self._loop_task.add_done_callback(self._on_loop_done)
+        self._presence_task = asyncio.create_task(
+            self._publish_presence(), name=f"tasq-presence-{self._topic}"
+        )
         if self._leases is not None:
             self._lease_task = asyncio.create_task(
                 self._renew_leases(self._leases), name=f"tasq-leases-{self._topic}"
@@ -167,6 +173,9 @@ class TasqServer:
         cancelled = await self._drain(grace_s)
         if self._lease_task is not None:
             await cancel_and_wait([self._lease_task])
+        if self._presence_task is not None:
+            await cancel_and_wait([self._presence_task])
+            await self._announcer.withdraw()
         self._runner.close()
         self._state = _State.CLOSED
         logger.info(
@@ -284,6 +293,23 @@ class TasqServer:
                 await leases.renew_and_requeue(list(self._tasks.values()))
             except (RedisError, OSError) as exc:
                 logger.warning("Renewing the leases of topic=%s failed: %r", self._topic, exc)
+
+    async def _publish_presence(self) -> None:
+        while True:
+            facts = {
+                "topic": self._topic,
+                "methods": self._runner.method_names,
+                "default_handler": self._runner.has_default_handler,
+                "threads": self._threads,
+                "running": self.running,
+                "processed": self._processed,
+                "delivery": "at-most-once" if self._leases is None else "at-least-once",
+            }
+            try:
+                await self._announcer.announce(facts)
+            except (RedisError, OSError) as exc:
+                logger.debug("Publishing the presence of topic=%s failed: %r", self._topic, exc)
+            await asyncio.sleep(PRESENCE_INTERVAL_S)
 
     async def _process(self, raw: bytes) -> None:
         try:

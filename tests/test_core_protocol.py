@@ -273,3 +273,28 @@ def test_validate_name_rejects_non_string() -> None:
 @pytest.mark.parametrize("name", ["users", "a", "svc.users-v2", "team/users:get", "x" * 200])
 def test_validate_name_accepts_good_names(name: str) -> None:
     assert validate_name("topic", name) == name
+
+
+def test_encode_request_extensions_are_invisible_to_node() -> None:
+    written = encode_request("Q3jS7Un2", b"123456", 1.0, "echo", None, False, {"sent_at": 0.5})
+
+    frame = cbor2.loads(written)
+    assert frame[:4] == ["Q3jS7Un2", b"123456", 1.0, "echo"]
+    # A Node.js server hands item 4 to the handler: undefined, as for missing args.
+    assert frame[4] is cbor2.undefined
+    assert frame[5] == {"sent_at": 0.5}
+
+
+def test_decode_request_reads_extensions() -> None:
+    written = encode_request("Q3jS7Un2", b"123456", 1.0, "echo", {"a": 1}, True, {"sent_at": 0.5})
+
+    request = decode_request(written, max_bytes=MAX_BYTES)
+
+    assert request.args == {"a": 1}
+    assert request.extensions == {"sent_at": 0.5}
+
+
+def test_decode_request_ignores_non_map_extensions() -> None:
+    data = cbor2.dumps(["Q3jS7Un2", b"123456", 1.0, "echo", None, "not a map"])
+
+    assert decode_request(data, max_bytes=MAX_BYTES).extensions == {}
