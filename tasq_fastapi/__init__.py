@@ -9,7 +9,7 @@ so Python and Node.js services can call each other through one Redis. The core i
 
 from ._app import TasqFastAPI
 from ._client import Tasq, create_tasq
-from ._context import TasqRequestContext, get_request_context
+from ._context import TasqLogFilter, TasqRequestContext, get_request_context
 from ._convert import TasqResultConversionError
 from ._depends import TasqRouterConfigError
 from ._embedded import EmbeddedRedis, EmbeddedRedisError
@@ -52,6 +52,7 @@ __all__ = [
     "TasqFastAPI",
     "TasqInvalidArgsError",
     "TasqLifecycleError",
+    "TasqLogFilter",
     "TasqMetrics",
     "TasqObserver",
     "TasqProtocolError",

@@ -38,6 +38,7 @@ from ._replies import (
 )
 from ._server import DefaultHandler, Handler, TasqServer
 from ._tasks import cancel_and_wait
+from ._tracing import create_tracing
 
 __all__ = ["Tasq", "create_tasq"]
 
@@ -63,6 +64,7 @@ async def create_tasq(
     observer: TasqObserver | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     health_check_interval_s: float = DEFAULT_HEALTH_CHECK_INTERVAL_S,
+    tracing: bool = False,
 ) -> Tasq:
     """Connect a Tasq client and return it, started.
 
@@ -73,7 +75,8 @@ async def create_tasq(
     ``max_message_bytes`` are rejected. The pub/sub connection gets a PING after
     ``health_check_interval_s`` quiet seconds and is made again when it stays
     silent, so a connection dropped without notice is replaced within about three
-    intervals.
+    intervals. With ``tracing``, requests and tasks get OpenTelemetry spans whose
+    trace context travels inside the request (needs the ``otel`` extra).
 
     Raises ``redis.exceptions.ConnectionError`` when Redis cannot be reached and
     RuntimeError when it is older than 7.0.
@@ -84,6 +87,7 @@ async def create_tasq(
         observer=observer,
         max_message_bytes=max_message_bytes,
         health_check_interval_s=health_check_interval_s,
+        tracing=tracing,
     )
     await tasq.start()
     return tasq
@@ -105,6 +109,7 @@ class Tasq:
         observer: TasqObserver | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         health_check_interval_s: float = DEFAULT_HEALTH_CHECK_INTERVAL_S,
+        tracing: bool = False,
     ) -> None:
         if not health_check_interval_s > 0:
             raise ValueError(
@@ -123,6 +128,7 @@ class Tasq:
         self._reply_channel = _protocol.client_channel(self._client_id)
         self._observer: TasqObserver = SafeObserver(observer or NullObserver())
         self._max_message_bytes = max_message_bytes
+        self._tracing = create_tracing(tracing)
 
         self._state = _State.CREATED
         self._pending: dict[bytes, asyncio.Future[Response]] = {}
@@ -242,18 +248,21 @@ class Tasq:
 
         started = time.monotonic()
         outcome = "error"
-        try:
-            result = await self._send_and_wait(topic, method, args, timeout_s)
-            outcome = "ok"
-            return result
-        except TasqRequestError as exc:
-            outcome = outcome_of(exc)
-            raise
-        except asyncio.CancelledError:
-            outcome = "cancelled"
-            raise
-        finally:
-            self._observer.request_finished(topic, method, outcome, time.monotonic() - started)
+        extensions: dict[str, Any] = {}
+        with self._tracing.request_span(topic, method, extensions) as span:
+            try:
+                result = await self._send_and_wait(topic, method, args, timeout_s, extensions)
+                outcome = "ok"
+                return result
+            except TasqRequestError as exc:
+                outcome = outcome_of(exc)
+                raise
+            except asyncio.CancelledError:
+                outcome = "cancelled"
+                raise
+            finally:
+                span.set_outcome(outcome)
+                self._observer.request_finished(topic, method, outcome, time.monotonic() - started)
 
     async def serve(
         self,
@@ -306,6 +315,7 @@ class Tasq:
             cancel_at_deadline=cancel_at_deadline,
             max_message_bytes=self._max_message_bytes,
             recheck_interval_s=recheck_interval_s,
+            tracing=self._tracing,
             at_least_once=at_least_once,
             lease_s=lease_s,
         )
@@ -317,7 +327,9 @@ class Tasq:
             raise
         return server
 
-    async def _send_and_wait(self, topic: str, method: str, args: Any, timeout_s: float) -> Any:
+    async def _send_and_wait(
+        self, topic: str, method: str, args: Any, timeout_s: float, extensions: dict[str, Any]
+    ) -> Any:
         if timeout_s <= 0:
             raise TasqRequestTimeoutError(
                 topic=topic,
@@ -332,7 +344,7 @@ class Tasq:
 
         deadline_unix_s = time.time() + timeout_s
         request_id = self._new_request_id()
-        payload = self._encode_request(request_id, deadline_unix_s, method, args)
+        payload = self._encode_request(request_id, deadline_unix_s, method, args, extensions)
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Response] = loop.create_future()
         self._pending[request_id] = waiter
@@ -392,9 +404,11 @@ class Tasq:
             del self._pending[request_id]
         return result_of(response, topic, method, args)
 
-    def _encode_request(self, request_id: bytes, deadline_unix_s: float, method: str, args: Any) -> bytes:
+    def _encode_request(
+        self, request_id: bytes, deadline_unix_s: float, method: str, args: Any, extensions: dict[str, Any]
+    ) -> bytes:
         deadline_ms = _protocol.to_deadline_ms(deadline_unix_s)
-        extensions = {_protocol.EXTENSION_SENT_AT_MS: _protocol.to_deadline_ms(time.time())}
+        extensions[_protocol.EXTENSION_SENT_AT_MS] = _protocol.to_deadline_ms(time.time())
         payload = _protocol.encode_request(
             self._client_id, request_id, deadline_ms, method, args, args is not None, extensions
         )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextvars
+import logging
 import time
 from dataclasses import dataclass
 
-__all__ = ["TasqRequestContext", "get_request_context"]
+__all__ = ["TasqLogFilter", "TasqRequestContext", "get_request_context"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -50,3 +51,19 @@ def set_request_context(context: TasqRequestContext) -> contextvars.Token[TasqRe
 def reset_request_context(token: contextvars.Token[TasqRequestContext | None]) -> None:
     """Restore the context that was current before :func:`set_request_context`."""
     _current.reset(token)
+
+
+class TasqLogFilter(logging.Filter):
+    """Adds the current task's ``tasq_topic``, ``tasq_method`` and ``tasq_request_id`` to records.
+
+    Outside a handler the three attributes are ``"-"``. Attach it to a handler and
+    use the attributes in the format, for example
+    ``"%(levelname)s %(tasq_topic)s.%(tasq_method)s %(tasq_request_id)s %(message)s"``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = _current.get()
+        record.tasq_topic = context.topic if context is not None else "-"
+        record.tasq_method = context.method if context is not None else "-"
+        record.tasq_request_id = context.request_id if context is not None else "-"
+        return True

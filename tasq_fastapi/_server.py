@@ -22,6 +22,7 @@ from ._presence import PRESENCE_INTERVAL_S, Announcer
 from ._protocol import Request
 from ._redis import execute
 from ._tasks import cancel_and_wait
+from ._tracing import NoTracing, Tracing
 
 __all__ = ["DefaultHandler", "Handler", "TasqServer"]
 
@@ -67,6 +68,7 @@ class TasqServer:
         recheck_interval_s: float,
         at_least_once: bool = False,
         lease_s: float = 10.0,
+        tracing: Tracing | None = None,
     ) -> None:
         self._redis = redis
         self._listener = listener
@@ -95,6 +97,7 @@ class TasqServer:
         self._lease_s = lease_s
         self._lease_task: asyncio.Task[None] | None = None
         self._announcer = Announcer(redis, topic)
+        self._tracing: Tracing = tracing if tracing is not None else NoTracing()
         self._presence_task: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._processed = 0
@@ -336,12 +339,15 @@ class TasqServer:
         self._observer.task_started(self._topic, request.method)
         # Only a server that is closing cancels its tasks; the outcome says so.
         outcome = "cancelled"
-        try:
-            outcome, reply = await self._runner.run(request)
-            if reply is not None and not await self._send_reply(request, reply):
-                outcome = "reply_failed"
-        finally:
-            self._observer.task_finished(self._topic, request.method, outcome, time.monotonic() - started)
+        request_id = request.request_id.hex()
+        with self._tracing.task_span(self._topic, request.method, request_id, request.extensions) as span:
+            try:
+                outcome, reply = await self._runner.run(request)
+                if reply is not None and not await self._send_reply(request, reply):
+                    outcome = "reply_failed"
+            finally:
+                span.set_outcome(outcome)
+                self._observer.task_finished(self._topic, request.method, outcome, time.monotonic() - started)
 
     async def _send_reply(self, request: Request, reply: bytes) -> bool:
         channel = _protocol.client_channel(request.client_id)
