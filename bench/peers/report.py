@@ -1,0 +1,165 @@
+"""The results table printed after a run, and the Markdown page written from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .runs import PAYLOAD, Settings, SystemResult
+
+TASQ = "tasq-fastapi"
+
+
+@dataclass(frozen=True)
+class Run:
+    """Everything one run measured and the context needed to read it."""
+
+    settings: Settings
+    command: str
+    started_at: str
+    duration_s: float
+    load_before: str
+    load_after: str
+    redis_version: str
+    ping: SystemResult
+    systems: list[SystemResult]
+    setups: dict[str, str]
+    skipped: dict[str, str]
+    packages: dict[str, str]
+    machine: list[str]
+    revision: str
+    """The tasq-fastapi source measured."""
+
+    @property
+    def top_level(self) -> int:
+        return max(self.settings.levels)
+
+    def find(self, name: str) -> SystemResult | None:
+        return next((result for result in self.systems if result.name == name), None)
+
+
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.0f}"
+
+
+def summary_rows(run: Run) -> list[list[str]]:
+    """Return the header and one row per system, PING first, as cells of text."""
+    top = run.top_level
+    header = [
+        "system",
+        "p50 us",
+        "p99 us",
+        f"req/s, {top} in flight",
+        f"p50 us, {top} in flight",
+        f"p99 us, {top} in flight",
+        f"tasq req/s ÷ this, {top} in flight",
+        f"tasq p99 ÷ this, {top} in flight",
+    ]
+    tasq = run.find(TASQ)
+    rows = [header]
+    for result in [run.ping, *run.systems]:
+        single, loaded = result.levels[1], result.levels[top]
+        rate_ratio = p99_ratio = "-"
+        if tasq is not None and result.name != TASQ:
+            rate_ratio = f"{tasq.levels[top].rate / loaded.rate:.2f}"
+            p99_ratio = f"{tasq.levels[top].p99_s / loaded.p99_s:.2f}"
+        rows.append(
+            [
+                result.name,
+                us(single.p50_s),
+                us(single.p99_s),
+                f"{loaded.rate:,.0f}",
+                us(loaded.p50_s),
+                us(loaded.p99_s),
+                rate_ratio,
+                p99_ratio,
+            ]
+        )
+    return rows
+
+
+def ping_ratio_lines(run: Run) -> list[str]:
+    tasq = run.find(TASQ)
+    if tasq is None:
+        return []
+    ping, single = run.ping.levels[1], tasq.levels[1]
+    return [
+        f"tasq-fastapi sequential p50 = {single.p50_s / ping.p50_s:.2f} PING round trips "
+        f"(p99 = {single.p99_s / ping.p99_s:.2f})",
+        f"tasq-fastapi throughput at {run.top_level} in flight = "
+        f"{tasq.levels[run.top_level].rate / run.ping.levels[run.top_level].rate:.3f} of PING throughput",
+    ]
+
+
+def text_table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [
+            cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|---" + "|---:" * (len(rows[0]) - 1) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    return "\n".join(lines)
+
+
+def print_summary(run: Run) -> None:
+    print()
+    print(text_table(summary_rows(run)))
+    print()
+    for line in ping_ratio_lines(run):
+        print(line)
+    for name, reason in run.skipped.items():
+        print(f"skipped {name}: {reason}")
+
+
+def levels_table(run: Run) -> str:
+    levels = sorted({level for result in run.systems for level in result.levels})
+    rows = [["system", *(f"{level} in flight: p50 / p99 us" for level in levels)]]
+    for result in [run.ping, *run.systems]:
+        cells = [
+            f"{us(result.levels[level].p50_s)} / {us(result.levels[level].p99_s)}"
+            if level in result.levels
+            else "-"
+            for level in levels
+        ]
+        rows.append([result.name, *cells])
+    return markdown_table(rows)
+
+
+def tasq_tables(run: Run) -> list[str]:
+    tasq = run.find(TASQ)
+    if tasq is None:
+        return []
+    top = run.top_level
+    worker_rows = [["worker processes", f"req/s, {top} in flight", "p99 us"]]
+    worker_rows += [[str(count), f"{load.rate:,.0f}", us(load.p99_s)] for count, load in tasq.workers.items()]
+    payload_rows = [
+        ["`data` string", "sequential p50 us", f"req/s, {run.settings.payload_in_flight} in flight", "MB/s"]
+    ]
+    for size, (single, loaded) in tasq.payloads.items():
+        megabytes = loaded.rate * size / 1e6
+        payload_rows.append([f"{size:,} B", us(single.p50_s), f"{loaded.rate:,.0f}", f"{megabytes:,.1f}"])
+    for size, error in tasq.payload_errors.items():
+        payload_rows.append([f"{size:,} B", "failed", error, "-"])
+    return [
+        "### tasq-fastapi with more worker processes\n",
+        f"Throughput with 1 to {max(tasq.workers)} worker processes serving one topic, each running up "
+        f"to {top} handlers at once; the client is the same single process.\n",
+        markdown_table(worker_rows),
+        "",
+        "### tasq-fastapi with larger args\n",
+        f"The args are `{PAYLOAD}` plus a `data` string of the given size; the handler echoes them back, "
+        "so each request carries the data both ways; MB/s counts the args one way. The sequential "
+        f"p50 comes from {max(1, run.settings.requests // 4):,} requests. These runs keep "
+        f"{run.settings.payload_in_flight} requests in flight: Redis closes a subscriber whose pending "
+        "output exceeds 32 MB (its default `client-output-buffer-limit pubsub 32mb 8mb 60`), and 64 "
+        "replies of 1 MB sent to one client at once do exceed it. Replies published while the client "
+        "resubscribes are lost, and those requests time out.\n",
+        markdown_table(payload_rows),
+        "",
+    ]

@@ -1,0 +1,169 @@
+"""The measurements of one benchmark run, per system."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .measure import Call, LoadResult, sequential, under_load
+from .processes import worker_processes
+from .system import Echo, System
+
+PAYLOAD = {"id": 1, "name": "bench"}
+WARM_UP_REQUESTS = 200
+WARM_UP_LOAD_S = 1.0
+READY_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    requests: int
+    """Sequential requests timed for p50 and p99."""
+    seconds: float
+    """Duration of each run with requests in flight."""
+    levels: tuple[int, ...]
+    """Requests in flight of the load runs; the largest one is the throughput figure."""
+    tasq_workers: tuple[int, ...]
+    payload_bytes: tuple[int, ...]
+    payload_in_flight: int
+    """Requests in flight of the payload runs."""
+    loop: str
+    log_dir: Path
+
+
+@dataclass
+class SystemResult:
+    name: str
+    levels: dict[int, LoadResult] = field(default_factory=dict)
+    """Results by requests in flight; 1 is the sequential run."""
+    workers: dict[int, LoadResult] = field(default_factory=dict)
+    """tasq-fastapi only: results by number of worker processes, at the largest level."""
+    payloads: dict[int, tuple[LoadResult, LoadResult]] = field(default_factory=dict)
+    """tasq-fastapi only: (sequential, loaded) results by size of the args' data string."""
+    payload_errors: dict[int, str] = field(default_factory=dict)
+    """tasq-fastapi only: why the payload run of a size failed."""
+
+
+async def measure_levels(call: Call, settings: Settings, result: SystemResult) -> None:
+    result.levels[1] = await sequential(call, settings.requests)
+    for in_flight in settings.levels:
+        if in_flight > 1:
+            result.levels[in_flight] = await under_load(call, in_flight, settings.seconds)
+        print(f"  {in_flight:>3} in flight: {describe(result.levels[in_flight])}", flush=True)
+
+
+def describe(load: LoadResult) -> str:
+    return f"p50 {load.p50_s * 1e6:8.0f} us  p99 {load.p99_s * 1e6:8.0f} us  {load.rate:8.0f} req/s"
+
+
+async def warm_up(call: Call, in_flight: int) -> None:
+    for _ in range(WARM_UP_REQUESTS):
+        await call()
+    await under_load(call, in_flight, WARM_UP_LOAD_S)
+
+
+async def wait_until_ready(echo: Echo, name: str, log_dir: Path) -> None:
+    """Send requests until one gets a reply; the first waits in Redis until the worker is up."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            while True:
+                try:
+                    reply = await echo(PAYLOAD)
+                    break
+                except TimeoutError:
+                    continue
+    except TimeoutError:
+        raise RuntimeError(
+            f"{name} did not reply within {READY_TIMEOUT_S:g} s; see its worker log in {log_dir}."
+        ) from None
+    if reply != PAYLOAD:
+        raise RuntimeError(f"{name} echoed {reply!r} instead of {PAYLOAD!r}.")
+
+
+async def measure_ping(redis_url: str, settings: Settings) -> SystemResult:
+    """Measure redis.asyncio's PING round trip, the unit of latency of the report."""
+    result = SystemResult("Redis PING")
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        call: Call = client.ping
+        await warm_up(call, max(settings.levels))
+        await measure_levels(call, settings, result)
+    finally:
+        await client.aclose()
+    return result
+
+
+async def measure_system(system: System, redis_url: str, settings: Settings) -> SystemResult:
+    """Start one worker process of ``system``, then measure it at every load level."""
+    result = SystemResult(system.name)
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(
+            worker_processes(system.module, 1, redis_url, settings.loop, settings.log_dir)
+        )
+        echo = await stack.enter_async_context(system.connect(redis_url))
+        await wait_until_ready(echo, system.name, settings.log_dir)
+        call = functools.partial(echo, PAYLOAD)
+        await warm_up(call, max(settings.levels))
+        await measure_levels(call, settings, result)
+        if system.name == "tasq-fastapi":
+            await measure_tasq_payloads(echo, settings, result)
+            await measure_tasq_workers(system, redis_url, call, settings, stack, result)
+    return result
+
+
+async def measure_tasq_payloads(echo: Echo, settings: Settings, result: SystemResult) -> None:
+    for size in settings.payload_bytes:
+        args: dict[str, Any] = {**PAYLOAD, "data": "x" * size}
+        call = functools.partial(echo, args)
+        try:
+            if await echo(args) != args:
+                raise RuntimeError(f"tasq-fastapi did not echo args of {size} bytes unchanged.")
+            single = await sequential(call, max(1, settings.requests // 4))
+            loaded = await under_load(call, settings.payload_in_flight, settings.seconds)
+        except Exception as exc:
+            # A size that fails still leaves the other sizes and systems to measure.
+            result.payload_errors[size] = describe_error(exc)
+            print(f"  {size:>8} B args failed: {result.payload_errors[size]}", flush=True)
+            continue
+        result.payloads[size] = (single, loaded)
+        print(f"  {size:>8} B args: p50 {single.p50_s * 1e6:8.0f} us  {loaded.rate:8.0f} req/s", flush=True)
+
+
+def describe_error(exc: Exception) -> str:
+    """Describe an error in one line, naming the first error of an exception group."""
+    if isinstance(exc, ExceptionGroup):
+        return f"{len(exc.exceptions)} requests failed, the first with {describe_error(exc.exceptions[0])}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def measure_tasq_workers(
+    system: System,
+    redis_url: str,
+    call: Call,
+    settings: Settings,
+    stack: AsyncExitStack,
+    result: SystemResult,
+) -> None:
+    """Add worker processes on the same topic, one count after another, and measure throughput."""
+    in_flight = max(settings.levels)
+    running = 1
+    result.workers[1] = result.levels[in_flight]
+    for count in sorted(settings.tasq_workers):
+        if count <= running:
+            continue
+        await stack.enter_async_context(
+            worker_processes(system.module, count - running, redis_url, settings.loop, settings.log_dir)
+        )
+        running = count
+        # The new workers start listening within a second; until then the running
+        # ones take all the tasks, so the warm-up waits them in.
+        await asyncio.sleep(2.0)
+        await under_load(call, in_flight, WARM_UP_LOAD_S)
+        result.workers[count] = await under_load(call, in_flight, settings.seconds)
+        print(f"  {count} worker processes: {result.workers[count].rate:8.0f} req/s", flush=True)
