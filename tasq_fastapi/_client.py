@@ -437,7 +437,10 @@ class Tasq:
 
         waiter = self._pending.get(response.request_id)
         if waiter is None or waiter.done():
-            logger.debug("Dropped a reply nobody waits for: request_id=%s", response.request_id.hex())
+            logger.debug(
+                "Dropped a reply to a request that is no longer pending: request_id=%s",
+                response.request_id.hex(),
+            )
             return
         waiter.set_result(response)
 

@@ -12,7 +12,7 @@ __all__ = ["TasqLogFilter", "TasqRequestContext", "get_request_context"]
 
 @dataclass(slots=True, frozen=True)
 class TasqRequestContext:
-    """What a handler can know about the request it is serving.
+    """The request a handler is serving, as the handler can read it.
 
     ``deadline`` is the caller's deadline as Unix time in seconds, read from the
     request; the caller has given up after it.

@@ -41,7 +41,7 @@ class TasqRequestError(TasqError):
 
     Attributes ``topic``, ``method`` and ``request_args`` describe the request and
     ``request_id`` is its hex id (None when it was never sent). The args are not
-    called ``args`` because ``Exception.args`` already holds the message.
+    called ``args`` because ``Exception.args`` already contains the message.
     """
 
     def __init__(

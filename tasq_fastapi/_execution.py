@@ -24,7 +24,7 @@ Handler = Callable[[Any], Any]
 DefaultHandler = Callable[[str, Any], Any]
 """A catch-all handler: called with the method name and the args."""
 
-# Longest exception message sent back to a caller, in characters.
+# Maximum length of an exception message sent back to a caller, in characters.
 _MAX_ERROR_MESSAGE_LENGTH = 1000
 
 
@@ -93,7 +93,7 @@ class HandlerRunner:
             if _is_being_cancelled():
                 raise
             # The handler raised CancelledError itself (an awaited future was
-            # cancelled); nobody cancelled this task, so it is a handler failure.
+            # cancelled) while this task was not being cancelled: a handler failure.
             _log_handler_error(self._topic, request)
             return "rejected", _encode(request, ResponseStatus.REJECTED, detail=_error_detail(exc))
         except Exception as exc:

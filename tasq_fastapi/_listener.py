@@ -91,7 +91,7 @@ class PubSubListener:
             raise
 
     async def _await_confirmation(self, name: bytes) -> None:
-        # Before run() starts nobody else reads, so an error reply to SUBSCRIBE
+        # Before run() starts, no other coroutine reads, so an error reply to SUBSCRIBE
         # (NOPERM for a user without access to the channel) is raised here.
         deadline = time.monotonic() + _CONFIRMATION_TIMEOUT_S
         while (remaining := deadline - time.monotonic()) > 0:

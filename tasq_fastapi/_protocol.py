@@ -230,7 +230,7 @@ def encode_response(
 def peek_response_request_id(data: bytes) -> bytes | None:
     """Return the request id at the start of a response without decoding the rest.
 
-    Used for replies too large to decode, so that their caller can be told at once.
+    Used for replies too large to decode, so that their caller gets an error at once.
     Returns None when ``data`` does not start like a response.
     """
     header_lengths = {24: 2, 25: 3, 26: 5, 27: 9}

@@ -147,7 +147,7 @@ async def _server_versions(redis: RedisClient) -> list[str]:
     except NoPermissionError:
         return await _versions_from_hello(redis)
 
-    # A Redis Cluster answers with one section per node; every node must qualify.
+    # A Redis Cluster returns one section per node, and every node must qualify.
     sections = [info] if "redis_version" in info else [v for v in info.values() if isinstance(v, dict)]
     return [str(section.get("redis_version", "0")) for section in sections]
 

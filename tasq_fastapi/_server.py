@@ -337,7 +337,7 @@ class TasqServer:
     async def _run_and_reply(self, request: Request) -> None:
         started = time.monotonic()
         self._observer.task_started(self._topic, request.method)
-        # Only a server that is closing cancels its tasks; the outcome says so.
+        # Only a closing server cancels its tasks, so a task ended by cancellation counts as "cancelled".
         outcome = "cancelled"
         request_id = request.request_id.hex()
         with self._tracing.task_span(self._topic, request.method, request_id, request.extensions) as span:

@@ -26,7 +26,7 @@ _PROPAGATED_KEYS = ("traceparent", "tracestate")
 
 
 class SpanHandle(Protocol):
-    """What the client and server may record on an open span."""
+    """An open span, on which the client or server records the outcome."""
 
     def set_outcome(self, outcome: str) -> None:
         """Record the request's or task's outcome."""

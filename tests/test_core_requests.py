@@ -306,7 +306,7 @@ async def test_late_reply_is_dropped(tasq: Tasq, topic: str, caplog: pytest.LogC
     # the late reply has been read and dropped.
     async def late_reply_dropped() -> bool:
         assert await tasq.request(topic, "echo", 1) == 1
-        return any("nobody waits" in record.message for record in caplog.records)
+        return any("no longer pending" in record.message for record in caplog.records)
 
     await wait_until(late_reply_dropped)
 
