@@ -16,7 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import _protocol
 from ._batcher import CommandBatcher
-from ._connect import RedisClient, connect_redis
+from ._connect import RedisClient, close_redis, connect_redis
 from ._errors import (
     TasqConnectionError,
     TasqEncodeError,
@@ -196,7 +196,7 @@ class Tasq:
     async def _close_connections(self) -> None:
         await self._listener.aclose()
         if self._owns_redis:
-            await self._redis.aclose()
+            await close_redis(self._redis)
 
     async def __aenter__(self) -> Self:
         if self._state is _State.CREATED:

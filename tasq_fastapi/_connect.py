@@ -21,9 +21,9 @@ from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
-__all__ = ["RedisClient", "connect_redis", "describe_url"]
+__all__ = ["RedisClient", "close_redis", "connect_redis", "describe_url"]
 
 RedisClient: TypeAlias = "aioredis.Redis | RedisCluster"
 """A client Tasq can use: one server (also behind Sentinel) or a Redis Cluster."""
@@ -52,6 +52,15 @@ def connect_redis(url: str) -> RedisClient:
     if scheme in _SENTINEL_SCHEMES:
         return _sentinel_client(_parse_multi_host(url), tls=_SENTINEL_SCHEMES[scheme])
     return aioredis.Redis.from_url(url)
+
+
+async def close_redis(client: RedisClient) -> None:
+    """Close a client made by :func:`connect_redis`, with its Sentinel connections if any."""
+    pool = getattr(client, "connection_pool", None)
+    await client.aclose()
+    if isinstance(pool, SentinelConnectionPool):
+        for sentinel in pool.sentinel_manager.sentinels:
+            await sentinel.aclose()
 
 
 def describe_url(url: str) -> str:

@@ -140,6 +140,10 @@ class PubSubListener:
         failures = 0
         while True:
             try:
+                if self._pubsub.connection is None:
+                    # A replacement pub/sub object whose first subscribe failed has no
+                    # connection yet; subscribing again is its next attempt.
+                    await self._pubsub.subscribe(*self._channels)
                 message = await self._pubsub.get_message(timeout=self._health_check_interval_s)
                 if message is None:
                     await self._check_alive()
