@@ -16,6 +16,9 @@ from tasq_fastapi import Tasq, create_tasq
 from tasq_fastapi._leases import leases_key
 from tests._waiting import WAIT_S, wait_until
 
+# Run every test here on a single server and on a Redis Cluster.
+ALSO_ON_CLUSTER = True
+
 LEASE_S = 0.5
 
 

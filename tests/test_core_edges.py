@@ -19,6 +19,9 @@ from tasq_fastapi import (
 from tasq_fastapi._protocol import topic_key
 from tests._waiting import wait_until
 
+# Run every test here on a single server and on a Redis Cluster.
+ALSO_ON_CLUSTER = True
+
 
 async def echo(args: Any) -> Any:
     return args

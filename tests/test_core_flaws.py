@@ -26,6 +26,9 @@ from tasq_fastapi._protocol import encode_request, new_request_id, to_deadline_m
 from tests._redis_servers import RedisProcess
 from tests._waiting import WAIT_S, wait_until
 
+# Run every test here on a single server and on a Redis Cluster.
+ALSO_ON_CLUSTER = True
+
 
 async def echo(args: Any) -> Any:
     return args

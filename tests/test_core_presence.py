@@ -11,6 +11,9 @@ from tasq_fastapi import Tasq, create_tasq
 from tasq_fastapi._presence import read_servers, servers_key, topic_of_servers_key
 from tests._waiting import wait_until
 
+# Run every test here on a single server and on a Redis Cluster.
+ALSO_ON_CLUSTER = True
+
 
 async def echo(args: Any) -> Any:
     return args

@@ -20,6 +20,9 @@ from tasq_fastapi import (
 )
 from tests._waiting import WAIT_S, wait_until
 
+# Run every test here on a single server and on a Redis Cluster.
+ALSO_ON_CLUSTER = True
+
 
 async def echo(args: Any) -> Any:
     return args
