@@ -31,8 +31,8 @@ class TasqResultConversionError(TasqError, TypeError):
     """A handler result contains a value that cannot be sent to Tasq peers."""
 
 
-def to_cbor_value(value: Any) -> Any:
-    """Convert a handler result into plain CBOR values.
+def to_cbor_value(value: Any, *, name: str = "result") -> Any:
+    """Convert a handler result (or, with ``name="args"``, a caller's args) into plain CBOR values.
 
     Pydantic models become maps keyed by field alias, as FastAPI responses are.
     Dataclasses become maps of their fields, and tuples and sets become arrays.
@@ -42,9 +42,10 @@ def to_cbor_value(value: Any) -> Any:
 
     Raises:
         TasqResultConversionError: for a naive datetime or a value of any other
-            type, naming the value and where it sits in the result.
+            type, naming the value and where it sits, with ``name`` as the root
+            of the path.
     """
-    return _convert(value, "result")
+    return _convert(value, name)
 
 
 # Longest rejected input string kept in an invalid-args error, in characters.
@@ -93,9 +94,9 @@ def _convert_special_scalar(value: Any, path: str) -> Any:
         return _convert(value.value, path)
 
     raise TasqResultConversionError(
-        f"The handler result contains a value of type {type(value).__qualname__} at {path}, "
-        "which Tasq cannot send. Return a pydantic model, dataclass, dict, list, str, int, "
-        "float, bool, None, bytes, datetime, date, time, UUID, Decimal or Enum instead."
+        f"The value of type {type(value).__qualname__} at {path} cannot be sent to Tasq peers. "
+        "Use a pydantic model, dataclass, dict, list, str, int, float, bool, None, bytes, "
+        "datetime, date, time, UUID, Decimal or Enum instead."
     )
 
 
@@ -119,15 +120,15 @@ def _convert_key(key: Any, path: str) -> str | bytes:
         return str(key)
 
     raise TasqResultConversionError(
-        f"The handler result contains a map key {key!r} of type {type(key).__qualname__} "
-        f"in {path}, which Tasq cannot send. Use str, int, float, bytes, UUID or Enum keys instead."
+        f"The map key {key!r} of type {type(key).__qualname__} in {path} cannot be sent to "
+        "Tasq peers. Use str, int, float, bytes, UUID or Enum keys instead."
     )
 
 
 def _datetime_to_tag(value: dt.datetime, path: str) -> cbor2.CBORTag:
     if value.tzinfo is None or value.utcoffset() is None:
         raise TasqResultConversionError(
-            f"The handler result contains the naive datetime {value.isoformat()} at {path}. "
+            f"The naive datetime {value.isoformat()} at {path} has no timezone. "
             "Attach a timezone (for example datetime.now(timezone.utc)) so it can be sent "
             "as a CBOR timestamp."
         )

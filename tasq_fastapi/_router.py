@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
 from fastapi import FastAPI
@@ -102,6 +103,16 @@ class TasqRouter:
     def has_default(self) -> bool:
         """Whether a catch-all handler is registered."""
         return self._default is not None
+
+    @property
+    def handlers(self) -> Mapping[str, Callable[..., Any]]:
+        """Registered handler functions by method name, in registration order (read-only)."""
+        return types.MappingProxyType(self._handlers)
+
+    @property
+    def default_handler(self) -> Callable[..., Any] | None:
+        """The catch-all handler, or None."""
+        return self._default
 
     def method(self, name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Register the decorated function as the handler of method `name`.

@@ -1,0 +1,1 @@
+"""Routers and generated clients used by tests/test_proxy.py."""
