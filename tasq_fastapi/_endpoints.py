@@ -1,4 +1,4 @@
-"""Worker endpoints: health and Prometheus metrics for an app's Tasq servers."""
+"""Worker endpoints: health, Prometheus metrics and the method listing of an app's Tasq servers."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from fastapi import APIRouter, params
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
+
+from ._discovery import describe_routers
 
 if TYPE_CHECKING:
     from ._fastapi import TasqExtension
@@ -32,6 +34,8 @@ class TasqEndpoints:
         prefix: path prefix of the endpoints, e.g. "/tasq" gives "/tasq/health".
         health: whether to serve `{prefix}/health`.
         metrics: whether to serve `{prefix}/metrics` in the Prometheus text format.
+        methods: whether to serve `{prefix}/methods`, the JSON schemas of the args
+            and result of every method of the included routers.
         dependencies: FastAPI dependencies run before each endpoint, e.g. an auth check.
         include_in_schema: whether the endpoints appear in the OpenAPI schema.
         redis_timeout_s: how long, in seconds, each Redis call an endpoint makes
@@ -41,6 +45,7 @@ class TasqEndpoints:
     prefix: str = "/tasq"
     health: bool = True
     metrics: bool = True
+    methods: bool = True
     dependencies: Sequence[params.Depends] = ()
     include_in_schema: bool = False
     redis_timeout_s: float = 2.0
@@ -95,6 +100,14 @@ def build_worker_router(extension: TasqExtension, config: TasqEndpoints) -> APIR
             return Response(content=extension.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
         router.add_api_route("/metrics", tasq_metrics, methods=["GET"])
+
+    if config.methods:
+
+        async def tasq_methods() -> JSONResponse:
+            """List each method of the included routers with the JSON schemas of its args and result."""
+            return JSONResponse(describe_routers(extension.routers))
+
+        router.add_api_route("/methods", tasq_methods, methods=["GET"])
 
     return router
 

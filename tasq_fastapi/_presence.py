@@ -96,6 +96,11 @@ def _live_entries(values: Iterable[bytes]) -> list[dict[str, Any]]:
             entry = json.loads(value)
         except ValueError:
             continue
-        if isinstance(entry, dict) and float(entry.get("refreshed_at", 0)) >= cutoff:
+        if isinstance(entry, dict) and _number(entry.get("refreshed_at")) >= cutoff:
             entries.append(entry)
-    return sorted(entries, key=lambda entry: float(entry.get("started_at", 0)))
+    return sorted(entries, key=lambda entry: _number(entry.get("started_at")))
+
+
+def _number(value: Any) -> float:
+    # Entries are written by servers, but the hash is open to anything with access.
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
