@@ -9,6 +9,7 @@ so Python and Node.js services can call each other through one Redis. The core i
 
 from ._app import TasqFastAPI
 from ._client import Tasq, create_tasq
+from ._codegen import TasqCodegenError, generate_client
 from ._context import TasqLogFilter, TasqRequestContext, get_request_context
 from ._convert import TasqResultConversionError
 from ._depends import TasqRouterConfigError
@@ -36,13 +37,16 @@ from ._fastapi import (
 )
 from ._metrics import TasqMetrics
 from ._observer import TasqObserver
+from ._proxy import SERVER_DEFAULT, TasqProxy, TasqResultValidationError
 from ._router import TasqRouter
 from ._server import TasqServer
 
 __all__ = [
+    "SERVER_DEFAULT",
     "EmbeddedRedis",
     "EmbeddedRedisError",
     "Tasq",
+    "TasqCodegenError",
     "TasqConnectionError",
     "TasqEncodeError",
     "TasqEndpoints",
@@ -56,6 +60,7 @@ __all__ = [
     "TasqMetrics",
     "TasqObserver",
     "TasqProtocolError",
+    "TasqProxy",
     "TasqRequestContext",
     "TasqRequestError",
     "TasqRequestInvalidArgsError",
@@ -63,11 +68,13 @@ __all__ = [
     "TasqRequestTimeoutError",
     "TasqRequestUnknownMethodError",
     "TasqResultConversionError",
+    "TasqResultValidationError",
     "TasqRouter",
     "TasqRouterConfigError",
     "TasqServer",
     "TasqStartupError",
     "create_tasq",
+    "generate_client",
     "get_request_context",
     "get_tasq",
     "include_tasq_router",

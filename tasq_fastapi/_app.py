@@ -36,6 +36,7 @@ class TasqFastAPI(FastAPI):
         tasq_observer: TasqObserver | None = None,
         tasq_max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         tasq_health_check_interval_s: float = DEFAULT_HEALTH_CHECK_INTERVAL_S,
+        tasq_tracing: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -49,6 +50,7 @@ class TasqFastAPI(FastAPI):
             observer=tasq_observer,
             max_message_bytes=tasq_max_message_bytes,
             health_check_interval_s=tasq_health_check_interval_s,
+            tracing=tasq_tracing,
         )
 
     def include_tasq_router(self, router: TasqRouter) -> None:

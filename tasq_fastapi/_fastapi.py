@@ -98,6 +98,8 @@ class TasqExtension:
             accepts, in bytes; see `create_tasq`.
         health_check_interval_s: seconds of quiet after which the pub/sub
             connection is checked; see `create_tasq`.
+        tracing: whether requests and tasks get OpenTelemetry spans; see
+            `create_tasq`.
 
     Raises:
         TasqLifecycleError: if `app` already has a TasqExtension.
@@ -115,6 +117,7 @@ class TasqExtension:
         observer: TasqObserver | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         health_check_interval_s: float = DEFAULT_HEALTH_CHECK_INTERVAL_S,
+        tracing: bool = False,
     ) -> None:
         if getattr(app.state, _APP_STATE_KEY, None) is not None:
             raise TasqLifecycleError(
@@ -130,6 +133,7 @@ class TasqExtension:
         self._startup_timeout_s = startup_timeout_s
         self._max_message_bytes = max_message_bytes
         self._health_check_interval_s = health_check_interval_s
+        self._tracing = tracing
         self._observer: TasqObserver = (
             self.metrics if observer is None else FanOutObserver([self.metrics, observer])
         )
@@ -279,6 +283,7 @@ class TasqExtension:
                 observer=self._observer,
                 max_message_bytes=self._max_message_bytes,
                 health_check_interval_s=self._health_check_interval_s,
+                tracing=self._tracing,
             )
         except ValueError as exc:
             raise TasqStartupError(
