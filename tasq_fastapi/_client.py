@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -37,6 +38,7 @@ from ._replies import (
     result_of,
 )
 from ._server import DefaultHandler, Handler, TasqServer
+from ._sharded import ShardedReplyListener
 from ._tasks import cancel_and_wait
 from ._tracing import create_tracing
 
@@ -134,6 +136,7 @@ class Tasq:
         self._pending: dict[bytes, asyncio.Future[Response]] = {}
         self._servers: dict[str, TasqServer] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._sharded_replies: ShardedReplyListener | None = None
         # Neither connects nor starts anything until start().
         self._listener = PubSubListener(self._redis, health_check_interval_s=health_check_interval_s)
         self._batcher = CommandBatcher(self._redis)
@@ -166,12 +169,15 @@ class Tasq:
         try:
             await check_redis_version(self._redis)
             await self._listener.subscribe(self._reply_channel, self._on_reply)
+            await self._subscribe_sharded_replies()
         except BaseException:
             self._state = _State.CLOSED
             await self._close_connections()
             raise
         self._spawn(self._listener.run(), "tasq-listener")
         self._spawn(self._batcher.run(), "tasq-writer")
+        if self._sharded_replies is not None:
+            self._spawn(self._sharded_replies.run(), "tasq-sharded-replies")
         self._state = _State.RUNNING
         logger.info("Tasq client started: client_id=%s", self._client_id)
 
@@ -193,8 +199,16 @@ class Tasq:
         await self._close_connections()
         logger.info("Tasq client stopped: client_id=%s", self._client_id)
 
+    async def _subscribe_sharded_replies(self) -> None:
+        if not isinstance(self._redis, RedisCluster):
+            return
+        self._sharded_replies = ShardedReplyListener(self._redis, self._reply_channel, self._on_reply)
+        await self._sharded_replies.subscribe()
+
     async def _close_connections(self) -> None:
         await self._listener.aclose()
+        if self._sharded_replies is not None:
+            await self._sharded_replies.aclose()
         if self._owns_redis:
             await close_redis(self._redis)
 
@@ -409,6 +423,8 @@ class Tasq:
     ) -> bytes:
         deadline_ms = _protocol.to_deadline_ms(deadline_unix_s)
         extensions[_protocol.EXTENSION_SENT_AT_MS] = _protocol.to_deadline_ms(time.time())
+        if self._sharded_replies is not None:
+            extensions[_protocol.EXTENSION_REPLY] = _protocol.REPLY_SHARDED
         payload = _protocol.encode_request(
             self._client_id, request_id, deadline_ms, method, args, args is not None, extensions
         )

@@ -42,6 +42,11 @@ CLIENT_ID_RANDOM_BYTES = 6
 EXTENSION_SENT_AT_MS = "sent_at"
 """Request extension: when the client sent the request, in ms from the Tasq epoch."""
 
+EXTENSION_REPLY = "reply"
+"""Request extension: ``"sharded"`` asks for the reply by SPUBLISH instead of PUBLISH."""
+
+REPLY_SHARDED = "sharded"
+
 EXTENSION_TRACEPARENT = "traceparent"
 """Request extension: the W3C trace context of the caller, when tracing is on."""
 

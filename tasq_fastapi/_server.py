@@ -352,7 +352,8 @@ class TasqServer:
     async def _send_reply(self, request: Request, reply: bytes) -> bool:
         channel = _protocol.client_channel(request.client_id)
         try:
-            await self._batcher.command("PUBLISH", channel, reply)
+            sharded = request.extensions.get(_protocol.EXTENSION_REPLY) == _protocol.REPLY_SHARDED
+            await self._batcher.command("SPUBLISH" if sharded else "PUBLISH", channel, reply)
         except (RedisError, OSError) as exc:
             logger.warning(
                 "Reply failed: topic=%s method=%s request_id=%s error=%r",
