@@ -172,8 +172,7 @@ async def _refresh_queue_depths(extension: TasqExtension, timeout_s: float, fail
         return
     for server in extension.servers:
         depth = await _queue_depth(server, timeout_s, failures)
-        if depth is not None:
-            extension.metrics.set_queue_depth(server.topic, depth)
+        extension.metrics.set_queue_depth(server.topic, depth)
 
 
 async def _queue_depth(server: TasqServer, timeout_s: float, failures: _FailureLog) -> int | None:

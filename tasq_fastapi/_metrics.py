@@ -7,6 +7,7 @@ process (tests, one-process deployments) never share or collide on series.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -48,7 +49,9 @@ class TasqMetrics:
     - `tasq_tasks_total{topic,method,outcome}` and
       `tasq_task_duration_seconds{topic,method}`: tasks this app's servers handled;
     - `tasq_tasks_running{topic}`: handlers running now;
-    - `tasq_queue_depth{topic}`: tasks waiting, refreshed by `refresh_queue_depth`;
+    - `tasq_queue_depth{topic}`: tasks waiting, read on each scrape, NaN while Redis
+      cannot be read;
+    - `tasq_redis_up`: 1 if the last scrape could read Redis, 0 if not;
     - `tasq_tasks_dropped_total{topic,reason}`: tasks dropped as expired or malformed.
 
     Observer methods catch and log their own errors, so they never raise into the core.
@@ -96,6 +99,11 @@ class TasqMetrics:
             ["topic"],
             registry=self.registry,
         )
+        self._redis_up = Gauge(
+            "tasq_redis_up",
+            "1 if the last Redis read of a metrics scrape succeeded, 0 if it failed.",
+            registry=self.registry,
+        )
         self._dropped = Counter(
             "tasq_tasks_dropped",
             "Tasq tasks dropped without running, by topic and reason (expired, malformed).",
@@ -135,9 +143,13 @@ class TasqMetrics:
         except Exception:
             logger.exception("Recording a dropped task failed for topic=%s reason=%s", topic, reason)
 
-    def set_queue_depth(self, topic: str, depth: int) -> None:
-        """Record the number of tasks waiting on `topic`."""
-        self._queue_depth.labels(topic).set(depth)
+    def set_queue_depth(self, topic: str, depth: int | None) -> None:
+        """Record the number of tasks waiting on `topic`; None (unknown) records NaN.
+
+        A stale number would look like a healthy queue while Redis is unreachable.
+        """
+        self._queue_depth.labels(topic).set(math.nan if depth is None else depth)
+        self._redis_up.set(0 if depth is None else 1)
 
     def declare_topics(self, topics: Iterable[str]) -> None:
         """Create zero-valued running and queue series, so served topics show before traffic."""

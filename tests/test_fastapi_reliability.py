@@ -99,3 +99,25 @@ async def test_saturated_worker_endpoints_and_deadlines(redis_url: str) -> None:
     assert "tasq_tasks_running" in metrics.text
     for seconds in elapsed:
         assert 0.5 <= seconds < 0.5 + DEADLINE_MARGIN_S
+
+
+async def test_metrics_show_redis_down(redis_process: RedisProcess) -> None:
+    router = TasqRouter(unique_topic())
+
+    @router.method()
+    async def echo(value: int) -> int:
+        return value
+
+    app = FastAPI()
+    extension = TasqExtension(app, redis=redis_process.url, endpoints=TasqEndpoints(redis_timeout_s=1.0))
+    extension.include_router(router)
+
+    async with running_app(app) as client:
+        up = (await client.get("/tasq/metrics")).text
+        redis_process.stop()
+        down = (await client.get("/tasq/metrics")).text
+        redis_process.start()
+
+    assert "tasq_redis_up 1.0" in up
+    assert "tasq_redis_up 0.0" in down
+    assert f'tasq_queue_depth{{topic="{router.topic}"}} NaN' in down
