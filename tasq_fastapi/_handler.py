@@ -167,7 +167,8 @@ def _validate_args(binding: _Binding, args: Any) -> dict[str, Any]:
     except pydantic.ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False)
         raise TasqInvalidArgsError(
-            f"The args are invalid: {exc.error_count()} validation error(s).",
+            f"The args are invalid: {exc.error_count()} validation error(s), first "
+            f"{_describe_error(errors[0])}.",
             errors=to_cbor_safe_errors(list(errors)),
         ) from None
 
@@ -222,3 +223,8 @@ def _qualname(func: Callable[..., Any]) -> str:
 
 def _model_prefix(owner: str) -> str:
     return "".join(character for character in owner.title() if character.isalnum())[:60]
+
+
+def _describe_error(error: Any) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ()))
+    return f"{location or 'args'}: {str(error.get('msg', 'invalid')).rstrip('.')}"
