@@ -38,6 +38,10 @@ import redis
 from tasq_fastapi import Tasq, TasqError
 
 __all__ = [
+    "DEADLINE_SLACK_S",
+    "FAILOVER_REQUEST_TIMEOUT_S",
+    "RECOVERED_STREAK",
+    "RECOVERY_LIMIT_S",
     "TOTAL_SLOTS",
     "ClusterNode",
     "LocalRedisCluster",
@@ -48,6 +52,19 @@ __all__ = [
 ]
 
 TOTAL_SLOTS = 16384
+
+# Requests during a failover use this timeout, in seconds.
+FAILOVER_REQUEST_TIMEOUT_S = 2.0
+
+# A request must end at most this long after its timeout; more means the client missed its deadline.
+DEADLINE_SLACK_S = 0.5
+
+# Limit on the time from killing a primary until requests succeed again (measured: under 4.5 s
+# for a cluster and for Sentinel).
+RECOVERY_LIMIT_S = 30.0
+
+# Consecutive successes after a failover that show the traffic has recovered.
+RECOVERED_STREAK = 20
 
 # A Redis Cluster node also listens on its port + 10000 for the cluster bus.
 _BUS_PORT_OFFSET = 10000

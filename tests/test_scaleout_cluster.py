@@ -22,6 +22,10 @@ from tasq_fastapi import TasqExtension, TasqRouter, create_tasq
 from tasq_fastapi._leases import leases_key
 from tasq_fastapi._protocol import client_channel, topic_key
 from tests._cluster import (
+    DEADLINE_SLACK_S,
+    FAILOVER_REQUEST_TIMEOUT_S,
+    RECOVERED_STREAK,
+    RECOVERY_LIMIT_S,
     ClusterNode,
     LocalRedisCluster,
     RequestTraffic,
@@ -36,18 +40,6 @@ pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None or shutil.which("redis-cli") is None,
     reason="needs redis-server and redis-cli (Redis 7.0 or newer) on PATH to start a cluster",
 )
-
-# Requests during a failover use this timeout, in seconds.
-FAILOVER_REQUEST_TIMEOUT_S = 2.0
-
-# A request must end at most this long after its timeout; more means the client missed its deadline.
-DEADLINE_SLACK_S = 0.5
-
-# Limit on the time from killing a primary until requests succeed again (measured: under 4 s).
-RECOVERY_LIMIT_S = 30.0
-
-# Consecutive successes after a failover that show the traffic has recovered.
-RECOVERED_STREAK = 20
 
 
 async def echo(args: Any) -> Any:

@@ -18,7 +18,13 @@ from fastapi import FastAPI
 from redis.asyncio.sentinel import Sentinel
 
 from tasq_fastapi import TasqExtension, TasqRouter, create_tasq
-from tests._cluster import RequestTraffic
+from tests._cluster import (
+    DEADLINE_SLACK_S,
+    FAILOVER_REQUEST_TIMEOUT_S,
+    RECOVERED_STREAK,
+    RECOVERY_LIMIT_S,
+    RequestTraffic,
+)
 from tests._plugin_fixtures import running_app
 from tests._sentinel import (
     SERVICE_NAME,
@@ -34,18 +40,6 @@ pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None,
     reason="needs redis-server (Redis 7.0 or newer) on PATH to start sentinels",
 )
-
-# Requests during a failover use this timeout, in seconds.
-FAILOVER_REQUEST_TIMEOUT_S = 2.0
-
-# A request must end at most this long after its timeout; more means the client missed its deadline.
-DEADLINE_SLACK_S = 0.5
-
-# Limit on the time from killing the primary until requests succeed again (measured: about 4.4 s).
-RECOVERY_LIMIT_S = 30.0
-
-# Consecutive successes after a failover that show the traffic has recovered.
-RECOVERED_STREAK = 20
 
 
 async def echo(args: Any) -> Any:
