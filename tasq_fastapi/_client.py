@@ -11,29 +11,31 @@ from types import TracebackType
 from typing import Any, Self
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import _protocol
 from ._batcher import CommandBatcher
 from ._connect import RedisClient, close_redis, connect_redis
 from ._errors import (
-    TasqConnectionError,
     TasqEncodeError,
     TasqProtocolError,
     TasqRequestError,
-    TasqRequestRejectedError,
-    TasqRequestTimeoutError,
 )
 from ._listener import PubSubListener
 from ._observer import NullObserver, SafeObserver, TasqObserver
 from ._protocol import Response
 from ._replies import (
+    ClientClosed,
+    ReplyTooLarge,
+    RequestCall,
+    RequestExpired,
     check_bytes_responses,
     check_redis_version,
     check_serve_options,
     effective_timeout,
+    expire,
+    failure_of,
+    no_time_left,
     outcome_of,
     result_of,
 )
@@ -345,16 +347,7 @@ class Tasq:
         self, topic: str, method: str, args: Any, timeout_s: float, extensions: dict[str, Any]
     ) -> Any:
         if timeout_s <= 0:
-            raise TasqRequestTimeoutError(
-                topic=topic,
-                method=method,
-                args=args,
-                timeout_s=0.0,
-                message=(
-                    f"Request {topic!r}.{method!r} was not sent: the calling handler's deadline "
-                    "has passed. Pass inherit_deadline=False to give the request its own timeout."
-                ),
-            )
+            raise no_time_left(topic, method, args)
 
         deadline_unix_s = time.time() + timeout_s
         request_id = self._new_request_id()
@@ -364,53 +357,14 @@ class Tasq:
         self._pending[request_id] = waiter
         # One timer that fails the waiter is all a request needs; asyncio.timeout()
         # would add a context object and a task cancellation per request.
-        expiry = loop.call_later(timeout_s, _expire, waiter)
+        expiry = loop.call_later(timeout_s, expire, waiter)
         try:
             self._batcher.push(_protocol.topic_key(topic), payload, deadline_unix_s * 1000, waiter)
             response = await waiter
-        except _ReplyTooLarge as exc:
-            raise TasqRequestRejectedError(
-                topic=topic,
-                method=method,
-                args=args,
-                request_id=request_id.hex(),
-                remote_type="TasqEncodeError",
-                remote_message=(
-                    f"the reply of {exc.size} bytes exceeds this client's maximum of "
-                    f"{self._max_message_bytes} bytes; raise max_message_bytes to accept it"
-                ),
-            ) from None
-        except _RequestExpired:
-            raise TasqRequestTimeoutError(
-                topic=topic, method=method, args=args, request_id=request_id.hex(), timeout_s=timeout_s
-            ) from None
-        except _ClientClosed:
-            raise TasqConnectionError(
-                f"Request {topic!r}.{method!r} was abandoned because the Tasq client was closed "
-                "while it waited for its reply.",
-                topic=topic,
-                method=method,
-                args=args,
-                request_id=request_id.hex(),
-            ) from None
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise TasqConnectionError(
-                f"Request {topic!r}.{method!r} failed before a reply arrived: {str(exc).rstrip('.')}. "
-                "Check that Redis is reachable, then retry if the method is safe to repeat.",
-                topic=topic,
-                method=method,
-                args=args,
-                request_id=request_id.hex(),
-            ) from exc
-        except RedisError as exc:
-            raise TasqRequestError(
-                f"Redis rejected the request {topic!r}.{method!r}: {str(exc).rstrip('.')}. Check the Redis "
-                f"user's permissions and that key {_protocol.topic_key(topic)!r} is a list.",
-                topic=topic,
-                method=method,
-                args=args,
-                request_id=request_id.hex(),
-            ) from exc
+        except (RequestExpired, ReplyTooLarge, ClientClosed, RedisError, OSError) as exc:
+            call = RequestCall(topic, method, args, request_id.hex(), timeout_s, self._max_message_bytes)
+            # Redis errors stay chained for their traceback; the internal signals do not.
+            raise failure_of(exc, call) from (exc if isinstance(exc, RedisError | OSError) else None)
         finally:
             # Whatever happened, the slot is freed at once: a late reply finds no
             # entry and is dropped.
@@ -470,7 +424,7 @@ class Tasq:
         )
         waiter = self._pending.get(request_id) if request_id is not None else None
         if waiter is not None and not waiter.done():
-            waiter.set_exception(_ReplyTooLarge(len(data)))
+            waiter.set_exception(ReplyTooLarge(len(data)))
 
     def _check_running(self) -> None:
         if self._state is _State.CREATED:
@@ -495,28 +449,7 @@ class Tasq:
         self._batcher.fail_queued(ConnectionError("the Tasq client was closed"))
 
     def _fail_pending(self) -> None:
-        error = _ClientClosed()
+        error = ClientClosed()
         for waiter in self._pending.values():
             if not waiter.done():
                 waiter.set_exception(error)
-
-
-class _RequestExpired(Exception):
-    """Set on a request's waiter when its timeout passes."""
-
-
-def _expire(waiter: asyncio.Future[Response]) -> None:
-    if not waiter.done():
-        waiter.set_exception(_RequestExpired())
-
-
-class _ReplyTooLarge(Exception):
-    """Set on a request's waiter when its reply exceeds the client's size limit."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__(size)
-        self.size = size
-
-
-class _ClientClosed(Exception):
-    """Set on the waiters of requests still pending when the client closes."""

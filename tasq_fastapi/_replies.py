@@ -1,19 +1,24 @@
-"""Checks of client options and the mapping of replies to results and errors."""
+"""Checks of client options, and the mapping of replies and failures to results and errors."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import _protocol
 from ._connect import RedisClient
 from ._context import get_request_context
 from ._errors import (
+    TasqConnectionError,
     TasqRequestError,
     TasqRequestInvalidArgsError,
     TasqRequestRejectedError,
@@ -162,3 +167,87 @@ async def _versions_from_hello(redis: RedisClient) -> list[str]:
     fields = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=True))
     version = fields.get(b"version", fields.get("version", b"0"))
     return [version.decode() if isinstance(version, bytes) else str(version)]
+
+
+class RequestExpired(Exception):
+    """Set on a request's waiter when its timeout passes."""
+
+
+class ReplyTooLarge(Exception):
+    """Set on a request's waiter when its reply exceeds the client's size limit."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+class ClientClosed(Exception):
+    """Set on the waiters of requests still pending when the client closes."""
+
+
+def expire(waiter: asyncio.Future[Any]) -> None:
+    """Fail ``waiter`` with :class:`RequestExpired` unless it is done; a timer callback."""
+    if not waiter.done():
+        waiter.set_exception(RequestExpired())
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCall:
+    """The request a failure belongs to, for the error raised to its caller."""
+
+    topic: str
+    method: str
+    args: Any
+    request_id: str
+    timeout_s: float
+    max_message_bytes: int
+
+
+def no_time_left(topic: str, method: str, args: Any) -> TasqRequestTimeoutError:
+    """Return the error for a request made after its calling handler's deadline."""
+    return TasqRequestTimeoutError(
+        topic=topic,
+        method=method,
+        args=args,
+        timeout_s=0.0,
+        message=(
+            f"Request {topic!r}.{method!r} was not sent: the calling handler's deadline "
+            "has passed. Pass inherit_deadline=False to give the request its own timeout."
+        ),
+    )
+
+
+def failure_of(exc: BaseException, call: RequestCall) -> TasqRequestError:
+    """Return the error a caller gets when its request ended with ``exc``."""
+    ids: dict[str, Any] = {
+        "topic": call.topic,
+        "method": call.method,
+        "args": call.args,
+        "request_id": call.request_id,
+    }
+    name = f"{call.topic!r}.{call.method!r}"
+    if isinstance(exc, RequestExpired):
+        return TasqRequestTimeoutError(**ids, timeout_s=call.timeout_s)
+    if isinstance(exc, ReplyTooLarge):
+        message = (
+            f"the reply of {exc.size} bytes exceeds this client's maximum of "
+            f"{call.max_message_bytes} bytes; raise max_message_bytes to accept it"
+        )
+        return TasqRequestRejectedError(**ids, remote_type="TasqEncodeError", remote_message=message)
+    if isinstance(exc, ClientClosed):
+        return TasqConnectionError(
+            f"Request {name} was abandoned because the Tasq client was closed while it waited for its reply.",
+            **ids,
+        )
+    detail = str(exc).rstrip(".")
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+        return TasqConnectionError(
+            f"Request {name} failed before a reply arrived: {detail}. Check that Redis is "
+            "reachable, then retry if the method is safe to repeat.",
+            **ids,
+        )
+    return TasqRequestError(
+        f"Redis rejected the request {name}: {detail}. Check the Redis user's permissions and "
+        f"that key {_protocol.topic_key(call.topic)!r} is a list.",
+        **ids,
+    )
