@@ -9,7 +9,8 @@ so Python and Node.js services can call each other through one Redis. The core i
 
 from ._app import TasqFastAPI
 from ._client import Tasq, create_tasq
-from ._codegen import TasqCodegenError, generate_client
+from ._codegen import generate_client
+from ._codegen_types import TasqCodegenError
 from ._context import TasqLogFilter, TasqRequestContext, get_request_context
 from ._convert import TasqResultConversionError
 from ._depends import TasqRouterConfigError

@@ -12,38 +12,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import enum
 import importlib
 import inspect
 import keyword
 import sys
 import textwrap
-import types
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import pydantic
 
+from ._codegen_types import INDENT, LINE_LENGTH, Imports, TasqCodegenError, TypeRenderer, string_literal
 from ._depends import ParamKind, TasqRouterConfigError, classify_parameters
-from ._errors import TasqError
 from ._proxy import SERVER_DEFAULT, TasqProxy
 from ._router import TasqRouter
 
 COMMAND = "tasq client"
 """Command that the header of a generated module shows for regenerating it."""
-
-_RUNTIME_MODULE = "tasq_fastapi"
-
-# Generated lines are kept within black's and ruff's default line length, so that
-# the output is already formatted for any project whose limit is at least this.
-_LINE_LENGTH = 88
-_INDENT = "    "
-
-
-class TasqCodegenError(TasqError, ValueError):
-    """A router cannot be loaded, or one of its handlers cannot be written as a client method."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,7 +195,7 @@ def _class_name_for(topic: str) -> str:
 
 def _header(router_spec: str, first_party: Sequence[str]) -> str:
     command = [COMMAND, router_spec, *(f"--first-party {name}" for name in first_party)]
-    wrapped = textwrap.wrap(" ".join(command), width=_LINE_LENGTH - 10, break_on_hyphens=False)
+    wrapped = textwrap.wrap(" ".join(command), width=LINE_LENGTH - 10, break_on_hyphens=False)
     command_lines = " \\\n        ".join(wrapped)
     return (
         f'r"""Typed Tasq client generated from the router {router_spec}.\n\n'
@@ -310,120 +297,6 @@ def _is_model(annotation: Any) -> bool:
     return inspect.isclass(annotation) and issubclass(annotation, pydantic.BaseModel)
 
 
-class _Imports:
-    """Names the generated module binds, and the import statements that bind them."""
-
-    def __init__(self, reserved: set[str], first_party: set[str]) -> None:
-        self._used_names = set(reserved)
-        self._first_party = first_party
-        self._from: dict[str, dict[str, str]] = {}
-        self._plain: set[str] = set()
-        self._bound: dict[tuple[str, str], str] = {}
-
-    def name_of(self, obj: Any) -> str:
-        """Return an expression naming `obj` in the generated module, importing it if needed."""
-        module, qualname = _import_path(obj)
-        top, _, rest = qualname.partition(".")
-        suffix = f".{rest}" if rest else ""
-
-        if module == "builtins":
-            return top + suffix if top not in self._used_names else self._plain_import("builtins", qualname)
-
-        bound = self._bound.get((module, top))
-        if bound is None and top not in self._used_names:
-            self._used_names.add(top)
-            self._from.setdefault(module, {})[top] = top
-            self._bound[(module, top)] = bound = top
-        if bound is None:
-            # The short name is taken (by a method or another type), so the type is
-            # reached through its module instead.
-            return self._plain_import(module, qualname)
-        return bound + suffix
-
-    def _plain_import(self, module: str, qualname: str) -> str:
-        root = module.split(".")[0]
-        if module not in self._plain:
-            if root in self._used_names and not any(name.split(".")[0] == root for name in self._plain):
-                raise TasqCodegenError(
-                    f"Cannot import {module}.{qualname}: the name {root!r} is already used in the "
-                    "client module. Rename the method or the type."
-                )
-            self._used_names.add(root)
-            self._plain.add(module)
-        return f"{module}.{qualname}"
-
-    def render(self) -> str:
-        """Return the import block, sorted in sections as isort and ruff sort it."""
-        sections: dict[int, list[str]] = {}
-        for module in sorted(self._plain, key=str.lower):
-            sections.setdefault(self._section(module), []).append(f"import {module}")
-        for module in sorted(self._from, key=str.lower):
-            names = sorted(self._from[module], key=_member_sort_key)
-            sections.setdefault(self._section(module), []).append(_from_import(module, names))
-        blocks = ["\n".join(sections[key]) for key in sorted(sections)]
-        return "from __future__ import annotations\n\n" + "\n\n".join(blocks) + "\n"
-
-    def _section(self, module: str) -> int:
-        root = module.split(".")[0]
-        if root in sys.stdlib_module_names:
-            return 0
-        return 2 if root in self._first_party else 1
-
-
-def _import_path(obj: Any) -> tuple[str, str]:
-    for known, path in _KNOWN_PATHS:
-        if obj is known:
-            return path
-    module = getattr(obj, "__module__", None)
-    qualname = getattr(obj, "__qualname__", None)
-    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
-        raise TasqCodegenError(
-            f"The type {obj!r} cannot be imported by name (it may be defined inside a function). "
-            "Define it at module level."
-        )
-    if _resolve(module, qualname) is not obj:
-        raise TasqCodegenError(f"The type {obj!r} is not reachable as {module}.{qualname}. Import it there.")
-    return module, qualname
-
-
-# Objects whose import path cannot be read from __module__ and __qualname__, or
-# that generated code imports from the package's public module.
-_KNOWN_PATHS: tuple[tuple[Any, tuple[str, str]], ...] = (
-    (Any, ("typing", "Any")),
-    (Literal, ("typing", "Literal")),
-    (pydantic.TypeAdapter, ("pydantic", "TypeAdapter")),
-    (SERVER_DEFAULT, (_RUNTIME_MODULE, "SERVER_DEFAULT")),
-    (TasqProxy, (_RUNTIME_MODULE, "TasqProxy")),
-)
-
-
-def _resolve(module: str, qualname: str) -> Any:
-    try:
-        target: Any = importlib.import_module(module)
-    except ImportError:
-        return None
-    for part in qualname.split("."):
-        target = getattr(target, part, None)
-    return target
-
-
-def _member_sort_key(name: str) -> tuple[int, str]:
-    # isort's and ruff's default "order by type": constants, then classes, then the rest.
-    if name.isupper() and len(name) > 1:
-        return (0, name)
-    if name[:1].isupper():
-        return (1, name)
-    return (2, name)
-
-
-def _from_import(module: str, names: list[str]) -> str:
-    line = f"from {module} import {', '.join(names)}"
-    if len(line) <= _LINE_LENGTH:
-        return line
-    members = "".join(f"{_INDENT}{name},\n" for name in names)
-    return f"from {module} import (\n{members})"
-
-
 class _ModuleWriter:
     """Renders one client class and the imports its annotations need."""
 
@@ -431,7 +304,7 @@ class _ModuleWriter:
         self._class_name = class_name
         self._methods = methods
         reserved = {"annotations", class_name, *(method.python_name for method in methods)}
-        self._imports = _Imports(reserved, first_party)
+        self._imports = Imports(reserved, first_party)
         # Bound first, so that these names stay short when a user type has the same name.
         self._imports.name_of(TasqProxy)
         self._imports.name_of(pydantic.TypeAdapter)
@@ -446,12 +319,12 @@ class _ModuleWriter:
         body = "\n".join(self._method_source(method) for method in self._methods)
         class_source = (
             f"class {self._class_name}({self._imports.name_of(TasqProxy)}):\n"
-            f'{_INDENT}"""Client of Tasq topic "{topic}"; each method sends one request.\n\n'
-            f"{_INDENT}Results are validated into the declared return types. A handler's exception\n"
-            f"{_INDENT}reaches the caller as TasqRequestRejectedError; see TasqProxy for the other\n"
-            f"{_INDENT}errors. Parameters left at SERVER_DEFAULT take the handler's default.\n"
-            f'{_INDENT}"""\n\n'
-            f"{_INDENT}default_topic = {_string_literal(topic)}\n\n{body}"
+            f'{INDENT}"""Client of Tasq topic "{topic}"; each method sends one request.\n\n'
+            f"{INDENT}Results are validated into the declared return types. A handler's exception\n"
+            f"{INDENT}reaches the caller as TasqRequestRejectedError; see TasqProxy for the other\n"
+            f"{INDENT}errors. Parameters left at SERVER_DEFAULT take the handler's default.\n"
+            f'{INDENT}"""\n\n'
+            f"{INDENT}default_topic = {string_literal(topic)}\n\n{body}"
         )
         # Imports are rendered last, because rendering annotations adds to them.
         return f"{header}\n{self._imports.render()}\n{adapters}\n\n{class_source}"
@@ -471,16 +344,16 @@ class _ModuleWriter:
         rendered = self._annotation(returns)
         adapter = self._imports.name_of(pydantic.TypeAdapter)
         line = f"{name}: {adapter}[{rendered}] = {adapter}({rendered})\n"
-        if len(line) - 1 <= _LINE_LENGTH:
+        if len(line) - 1 <= LINE_LENGTH:
             return line
         # The trailing comma keeps formatters from joining the lines under a longer limit.
-        return f"{name}: {adapter}[{rendered}] = {adapter}(\n{_INDENT}{rendered},\n)\n"
+        return f"{name}: {adapter}[{rendered}] = {adapter}(\n{INDENT}{rendered},\n)\n"
 
     def _method_source(self, method: _Method) -> str:
         receiver = _receiver_name(method)
         returns = self._annotation(method.returns)
         signature = self._signature(method, receiver, returns)
-        doc = _docstring(method.doc, _INDENT * 2)
+        doc = _docstring(method.doc, INDENT * 2)
         call = self._call_statement(method, receiver)
         return f"{signature}\n{doc}\n{call}\n"
 
@@ -494,13 +367,13 @@ class _ModuleWriter:
             default = f" = {self._imports.name_of(SERVER_DEFAULT)}" if param.has_default else ""
             parts.append(f"{param.name}: {self._annotation(param.annotation)}{default}")
 
-        opening = f"{_INDENT}async def {method.python_name}("
+        opening = f"{INDENT}async def {method.python_name}("
         closing = f") -> {returns}:"
         line = opening + ", ".join(parts) + closing
-        if len(line) <= _LINE_LENGTH:
+        if len(line) <= LINE_LENGTH:
             return line
-        exploded = "".join(f"{_INDENT * 2}{part},\n" for part in parts)
-        return f"{opening}\n{exploded}{_INDENT}{closing}"
+        exploded = "".join(f"{INDENT * 2}{part},\n" for part in parts)
+        return f"{opening}\n{exploded}{INDENT}{closing}"
 
     def _call_statement(self, method: _Method, receiver: str) -> str:
         args = _args_expression(method)
@@ -508,15 +381,15 @@ class _ModuleWriter:
         # A call whose result is None is not returned, because mypy rejects using
         # the value of a call typed as returning None.
         prefix = "await" if method.returns is None or method.returns is type(None) else "return await"
-        line = f'{_INDENT * 2}{prefix} {receiver}._call("{method.method}", {args}, {result_name})'
-        if len(line) <= _LINE_LENGTH:
+        line = f'{INDENT * 2}{prefix} {receiver}._call("{method.method}", {args}, {result_name})'
+        if len(line) <= LINE_LENGTH:
             return line
-        arguments = [f'"{method.method}"', _exploded_args(method, _INDENT * 3), result_name]
-        exploded = "".join(f"{_INDENT * 3}{argument},\n" for argument in arguments)
-        return f"{_INDENT * 2}{prefix} {receiver}._call(\n{exploded}{_INDENT * 2})"
+        arguments = [f'"{method.method}"', _exploded_args(method, INDENT * 3), result_name]
+        exploded = "".join(f"{INDENT * 3}{argument},\n" for argument in arguments)
+        return f"{INDENT * 2}{prefix} {receiver}._call(\n{exploded}{INDENT * 2})"
 
     def _annotation(self, annotation: Any) -> str:
-        return _TypeRenderer(self._imports).render(annotation)
+        return TypeRenderer(self._imports).render(annotation)
 
 
 def _receiver_name(method: _Method) -> str:
@@ -537,20 +410,10 @@ def _args_expression(method: _Method) -> str:
 
 def _exploded_args(method: _Method, indent: str) -> str:
     expression = _args_expression(method)
-    if method.whole_args or not method.params or len(indent + expression) + 1 <= _LINE_LENGTH:
+    if method.whole_args or not method.params or len(indent + expression) + 1 <= LINE_LENGTH:
         return expression
-    items = "".join(f'{indent}{_INDENT}"{param.name}": {param.name},\n' for param in method.params)
+    items = "".join(f'{indent}{INDENT}"{param.name}": {param.name},\n' for param in method.params)
     return "{\n" + items + indent + "}"
-
-
-def _string_literal(value: str | bytes) -> str:
-    # Double quotes, as black and ruff write them, unless the value contains one.
-    literal = repr(value)
-    prefix = "b" if isinstance(value, bytes) else ""
-    body = literal[len(prefix) + 1 : -1]
-    if literal[len(prefix)] == "'" and '"' not in body:
-        return f'{prefix}"{body}"'
-    return literal
 
 
 def _docstring(doc: str, indent: str) -> str:
@@ -562,71 +425,6 @@ def _docstring(doc: str, indent: str) -> str:
         return f'{indent}"""{lines[0]}"""'
     body = "\n".join(f"{indent}{line}" if line.strip() else "" for line in lines)
     return f'{indent}"""{body.lstrip()}\n{indent}"""'
-
-
-class _TypeRenderer:
-    """Writes a type hint as source code, importing the names it uses."""
-
-    def __init__(self, imports: _Imports) -> None:
-        self._imports = imports
-
-    def render(self, annotation: Any) -> str:
-        """Return source code for `annotation`, without `Annotated` metadata.
-
-        Metadata such as `Field(ge=1)` constrains values on the server, which
-        validates them anyway, and is not always expressible as code.
-        """
-        if annotation is None or annotation is type(None):
-            return "None"
-        if annotation is Any:
-            return self._imports.name_of(Any)
-
-        origin = typing.get_origin(annotation)
-        if origin is Annotated:
-            return self.render(typing.get_args(annotation)[0])
-        if origin is typing.Union or origin is types.UnionType:
-            return " | ".join(self.render(member) for member in typing.get_args(annotation))
-        if origin is Literal:
-            values = ", ".join(self._literal(value) for value in typing.get_args(annotation))
-            return f"{self._imports.name_of(Literal)}[{values}]"
-        if origin is not None:
-            return self._generic(origin, typing.get_args(annotation))
-        return self._plain(annotation)
-
-    def _generic(self, origin: Any, arguments: tuple[Any, ...]) -> str:
-        name = self._imports.name_of(origin)
-        if not arguments:
-            return name
-        rendered = ", ".join(self._argument(argument) for argument in arguments)
-        return f"{name}[{rendered}]"
-
-    def _argument(self, argument: Any) -> str:
-        if argument is Ellipsis:
-            return "..."
-        if isinstance(argument, list):
-            return "[" + ", ".join(self.render(item) for item in argument) + "]"
-        return self.render(argument)
-
-    def _plain(self, annotation: Any) -> str:
-        metadata = getattr(annotation, "__pydantic_generic_metadata__", None)
-        if inspect.isclass(annotation) and metadata and metadata.get("origin") is not None:
-            # A parametrized generic model (Page[User]) is a class of its own at run time.
-            return self._generic(metadata["origin"], tuple(metadata["args"]))
-        if inspect.isclass(annotation) or isinstance(annotation, typing.NewType):
-            return self._imports.name_of(annotation)
-        raise TasqCodegenError(
-            f"Cannot write the type {annotation!r} as code. Use classes, NewTypes, unions, "
-            "Literal, Annotated and generic aliases such as list[int] in handler signatures."
-        )
-
-    def _literal(self, value: Any) -> str:
-        if isinstance(value, enum.Enum):
-            return f"{self._imports.name_of(type(value))}.{value.name}"
-        if isinstance(value, str | bytes):
-            return _string_literal(value)
-        if isinstance(value, bool | int) or value is None:
-            return repr(value)
-        raise TasqCodegenError(f"Cannot write the Literal value {value!r} as code.")
 
 
 if __name__ == "__main__":
