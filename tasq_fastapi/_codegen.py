@@ -1,6 +1,6 @@
 """Generation of typed client modules from a `TasqRouter`.
 
-`python -m tasq_fastapi._codegen module:router --output client.py` imports the
+`tasq client module:router --output client.py` (or `python -m tasq_fastapi._codegen`) imports the
 router, reads each handler's signature and writes a module with one
 `TasqProxy` subclass. Dependency parameters (`Depends(...)`, `Request`,
 `TasqRequestContext`) are left out, and the module imports only `tasq_fastapi`,
