@@ -7,6 +7,7 @@ import enum
 import logging
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -19,7 +20,7 @@ from ._leases import LeaseKeeper
 from ._listener import PubSubListener
 from ._observer import TasqObserver
 from ._presence import PRESENCE_INTERVAL_S, Announcer
-from ._protocol import Request
+from ._protocol import Request, ResponseStatus
 from ._redis import execute
 from ._tasks import cancel_and_wait
 from ._tracing import NoTracing, Tracing
@@ -345,15 +346,50 @@ class TasqServer:
                 outcome, reply = await self._runner.run(request)
                 if reply is not None and not await self._send_reply(request, reply):
                     outcome = "reply_failed"
+            except asyncio.CancelledError:
+                self._reject_abandoned(request)
+                raise
             finally:
                 span.set_outcome(outcome)
                 self._observer.task_finished(self._topic, request.method, outcome, time.monotonic() - started)
 
-    async def _send_reply(self, request: Request, reply: bytes) -> bool:
+    def _reject_abandoned(self, request: Request) -> None:
+        # The server is closing and the grace period ran out. With at-least-once
+        # delivery another server runs the task again, so the caller keeps waiting;
+        # otherwise the caller learns at once instead of at its deadline.
+        logger.warning(
+            "Handler abandoned at shutdown: topic=%s method=%s request_id=%s "
+            "(a plain handler runs on in its thread until it returns)",
+            self._topic,
+            request.method,
+            request.request_id.hex(),
+        )
+        if self._leases is not None:
+            return
+        detail = {
+            "type": "TasqServerShutdown",
+            "message": "the server shut down before the handler finished; the handler may have "
+            "had effects, so retry only if the method is safe to repeat",
+        }
+        reply = _protocol.encode_response(request.request_id, ResponseStatus.REJECTED, detail=detail)
+        # This task is being cancelled and cannot await the write; the batcher owns it.
+        written = self._batcher.command(*self._reply_command(request, reply))
+        written.add_done_callback(self._log_failed_write)
+
+    def _log_failed_write(self, written: asyncio.Future[Any]) -> None:
+        if not written.cancelled() and written.exception() is not None:
+            logger.warning(
+                "Rejecting an abandoned task of topic=%s failed: %r", self._topic, written.exception()
+            )
+
+    def _reply_command(self, request: Request, reply: bytes) -> tuple[Any, ...]:
         channel = _protocol.client_channel(request.client_id)
+        sharded = request.extensions.get(_protocol.EXTENSION_REPLY) == _protocol.REPLY_SHARDED
+        return ("SPUBLISH" if sharded else "PUBLISH", channel, reply)
+
+    async def _send_reply(self, request: Request, reply: bytes) -> bool:
         try:
-            sharded = request.extensions.get(_protocol.EXTENSION_REPLY) == _protocol.REPLY_SHARDED
-            await self._batcher.command("SPUBLISH" if sharded else "PUBLISH", channel, reply)
+            await self._batcher.command(*self._reply_command(request, reply))
         except (RedisError, OSError) as exc:
             logger.warning(
                 "Reply failed: topic=%s method=%s request_id=%s error=%r",
