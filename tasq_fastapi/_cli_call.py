@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 from typing import Any, TextIO
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from . import _protocol
 from ._cli_common import CliError, ExitCode
@@ -48,6 +49,10 @@ def parse_args_json(text: str | None, stdin: TextIO) -> tuple[bool, Any]:
     source = stdin.read() if text == "-" else text
     try:
         return True, json.loads(source)
+    except RecursionError:
+        raise CliError(
+            "ARGS-JSON nests too deeply to parse; Tasq accepts at most 100 levels.", ExitCode.USAGE
+        ) from None
     except ValueError as exc:
         raise CliError(
             f"ARGS-JSON is not valid JSON: {exc}. Quote it for the shell, e.g. '{{\"id\": 1}}'.",
@@ -63,7 +68,7 @@ async def run_call(options: argparse.Namespace, redis_url: str, stdout: TextIO, 
     """
     _check_names(options.topic, options.method)
     has_args, args = parse_args_json(options.args_json, sys.stdin)
-    if not options.timeout > 0:
+    if not math.isfinite(options.timeout) or not options.timeout > 0:
         raise CliError(
             f"Invalid --timeout {options.timeout!r}: give a positive number of seconds.", ExitCode.USAGE
         )
@@ -75,7 +80,9 @@ async def run_call(options: argparse.Namespace, redis_url: str, stdout: TextIO, 
                 options.topic, options.method, args if has_args else None, timeout=options.timeout
             )
         except TasqEncodeError as exc:
-            raise CliError(f"The args cannot be sent: {exc}", ExitCode.USAGE) from None
+            raise CliError(str(exc), ExitCode.USAGE) from None
+        except ValueError as exc:
+            raise CliError(str(exc), ExitCode.USAGE) from None
         except TasqRequestError as exc:
             _print_error(exc, stderr, as_json=options.json)
             return _exit_code_of(exc)
@@ -105,7 +112,7 @@ async def _connect(redis_url: str, connect_timeout_s: float) -> Tasq:
             "Check the URL and that Redis is running, or raise --connect-timeout.",
             ExitCode.CONNECTION,
         ) from None
-    except (RedisError, OSError, RuntimeError) as exc:
+    except (RedisError, RedisClusterException, OSError, RuntimeError) as exc:
         raise CliError(
             f"Cannot connect to Redis at {where}: {str(exc).rstrip('.')}. "
             "Check the URL and that Redis 7.0 or newer runs there.",

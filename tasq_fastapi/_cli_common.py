@@ -30,7 +30,8 @@ EXIT_CODES_HELP = """exit status:
   4  timed out: no reply before the deadline
   5  unknown method: the server has no handler for it
   6  rejected: the handler raised an error
-  7  invalid args: the handler rejected the args"""
+  7  invalid args: the handler rejected the args
+  130  interrupted by Ctrl-C (SIGINT)"""
 
 
 class CliError(Exception):

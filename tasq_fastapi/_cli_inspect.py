@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from . import _protocol
 from ._cli_common import CliError, ExitCode
@@ -78,7 +78,7 @@ async def run_inspect(
     except ResponseError as exc:
         # Redis answered but rejected a command, e.g. WRONGTYPE for a key that is not a list.
         raise CliError(f"Redis at {where} rejected a command: {exc}", ExitCode.FAILURE) from None
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:
         raise CliError(f"Reading from Redis at {where} failed: {exc}", ExitCode.CONNECTION) from None
     finally:
         await redis.aclose()

@@ -76,6 +76,9 @@ async def discover_topics(redis: RedisClient, progress: Progress) -> list[str]:
     return sorted(topics)
 
 
+_EXPECTED_TYPES = {"list": b"list", "servers": b"hash", "leases": b"zset"}
+
+
 def topic_of_key(key: str) -> tuple[str, str] | None:
     """Return the topic of a Tasq key and the kind of key ("list", "servers", "leases"), or None."""
     servers_topic = topic_of_servers_key(key)
@@ -146,6 +149,8 @@ async def _topic_of_raw_key(command: NodeCommand, raw_key: bytes) -> str | None:
     if parsed is None:
         return None
     topic, kind = parsed
-    if kind == "list" and await command("TYPE", raw_key) != b"list":
+    # A key of another type under a Tasq name is not Tasq's; reading it as one would
+    # fail with WRONGTYPE and hide every other topic of the report.
+    if await command("TYPE", raw_key) != _EXPECTED_TYPES[kind]:
         return None
     return topic

@@ -62,6 +62,11 @@ def load_app(spec: str) -> FastAPI:
             "or install its package.",
             ExitCode.USAGE,
         ) from None
+    except Exception as exc:
+        # The module exists but fails while it is imported: report it as a bad app.
+        raise CliError(
+            f"Importing module {module_name!r} failed: {type(exc).__name__}: {exc}", ExitCode.USAGE
+        ) from None
 
     for name in attribute_path.split("."):
         if not hasattr(target, name):
@@ -117,7 +122,7 @@ async def _start(lifespan: AsgiLifespan, spec: str) -> None:
         raise CliError(f"{spec} has a handler Tasq cannot serve: {exc}", ExitCode.FAILURE) from None
     except Exception as exc:
         logger.debug("Startup of %s failed", spec, exc_info=True)
-        raise CliError(f"{spec} could not start: {type(exc).__name__}: {exc}", ExitCode.FAILURE) from None
+        raise CliError(f"{spec} could not start: {type(exc).__name__}: {exc}", ExitCode.CONNECTION) from None
 
 
 async def _serve_until_stopped(

@@ -15,6 +15,7 @@ import dataclasses
 import importlib
 import inspect
 import keyword
+import os
 import sys
 import textwrap
 import typing
@@ -85,13 +86,15 @@ def _render_client(
 ) -> str:
     name = class_name or _class_name_for(router.topic)
     if not name.isidentifier() or keyword.iskeyword(name):
-        raise TasqCodegenError(f"Class name {name!r} is not a Python identifier. Pass another one.")
+        raise TasqCodegenError(
+            f"Class name {name!r} is not usable: it must be a Python identifier and not a keyword."
+        )
 
     module_name = router_spec.partition(":")[0]
     methods = _describe_methods(router)
     first_party_roots = {module_name.split(".")[0], *first_party}
     writer = _ModuleWriter(name, methods, first_party_roots)
-    return writer.render(router.topic, _header(router_spec, first_party))
+    return writer.render(router.topic, _header(router_spec, first_party, class_name))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,14 +137,14 @@ def run(options: argparse.Namespace) -> int:
     client. Errors are printed to stderr.
     """
     if options.check and options.output is None:
-        print("error: --check needs --output", file=sys.stderr)
+        print(f"{COMMAND}: --check needs --output", file=sys.stderr)
         return 2
     try:
         source = generate_client(
             options.router, class_name=options.class_name, first_party=options.first_party
         )
     except TasqCodegenError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{COMMAND}: {exc}", file=sys.stderr)
         return 2
 
     if options.output is None:
@@ -149,7 +152,11 @@ def run(options: argparse.Namespace) -> int:
         return 0
     if options.check:
         return _check_output(options.output, source)
-    options.output.write_text(source, encoding="utf-8")
+    try:
+        options.output.write_text(source, encoding="utf-8")
+    except OSError as exc:
+        print(f"{COMMAND}: cannot write {options.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -168,6 +175,9 @@ def _load_router(router_spec: str) -> TasqRouter:
     module_name, _, attribute = router_spec.partition(":")
     if not module_name or not attribute:
         raise TasqCodegenError(f"Router {router_spec!r} is invalid. Write it as package.module:attribute.")
+    # As uvicorn does, import the router's module from the current directory too.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -175,7 +185,9 @@ def _load_router(router_spec: str) -> TasqRouter:
 
     target: Any = module
     for part in attribute.split("."):
-        target = getattr(target, part, None)
+        if not hasattr(target, part):
+            raise TasqCodegenError(f"Module {module_name!r} has no attribute {attribute!r}.")
+        target = getattr(target, part)
     if not isinstance(target, TasqRouter):
         raise TasqCodegenError(
             f"{router_spec} is a {type(target).__name__}, not a TasqRouter. Name the router object."
@@ -193,8 +205,10 @@ def _class_name_for(topic: str) -> str:
     return name if name[0].isalpha() else f"Topic{name}"
 
 
-def _header(router_spec: str, first_party: Sequence[str]) -> str:
+def _header(router_spec: str, first_party: Sequence[str], class_name: str | None) -> str:
     command = [COMMAND, router_spec, *(f"--first-party {name}" for name in first_party)]
+    if class_name is not None:
+        command.append(f"--class-name {class_name}")
     wrapped = textwrap.wrap(" ".join(command), width=LINE_LENGTH - 10, break_on_hyphens=False)
     command_lines = " \\\n        ".join(wrapped)
     return (

@@ -192,7 +192,7 @@ def _args_payload(binding: _Binding, args: Any) -> dict[str, Any]:
         return {binding.names[0]: args}
 
     raise TasqInvalidArgsError(
-        f"The args are a {type(args).__name__}, but this handler takes {len(binding.names)} "
+        f"The args are of type {type(args).__name__}, but this handler takes {len(binding.names)} "
         "parameters. Send a map of parameter names to values, or a list of values in order.",
         errors=[{"type": "args_type", "loc": [], "msg": "Expected a map or a list of args."}],
     )

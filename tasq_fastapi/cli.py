@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import sys
 from collections.abc import Sequence
 
@@ -95,7 +96,7 @@ def _add_common_options(parser: argparse.ArgumentParser, *, redis: bool) -> None
         )
         parser.add_argument(
             "--connect-timeout",
-            type=float,
+            type=_positive_seconds,
             default=DEFAULT_CONNECT_TIMEOUT_S,
             metavar="SECONDS",
             help="maximum time to connect to Redis, in seconds (default: %(default)s)",
@@ -179,6 +180,16 @@ def _add_worker_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
     parser.add_argument("app", metavar="MODULE:APP", help="the app to serve, such as example_app.worker:app")
     _add_common_options(parser, redis=False)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def _add_client_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

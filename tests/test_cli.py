@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from tasq_fastapi import Tasq, TasqInvalidArgsError, create_tasq
 from tasq_fastapi._cli_common import ExitCode
 from tasq_fastapi._cli_scan import Progress
-from tasq_fastapi._presence import read_servers
+from tasq_fastapi._presence import read_servers, servers_key
 from tasq_fastapi._protocol import (
     EXTENSION_SENT_AT_MS,
     encode_request,
@@ -290,8 +290,10 @@ async def test_inspect_finds_topics_and_servers(
 ) -> None:
     queued_topic = f"test-cli-{uuid.uuid4().hex}"
     not_a_list = f"test-cli-{uuid.uuid4().hex}"
+    not_a_hash = f"test-cli-{uuid.uuid4().hex}"
     await _push_task(redis_client, queued_topic, sent_ago_s=1.0, deadline_in_s=60.0)
     await redis_client.set(topic_key(not_a_list), b"x", ex=KEY_EXPIRY_S)
+    await redis_client.set(servers_key(not_a_hash), b"x", ex=KEY_EXPIRY_S)
     await _serve_test_methods(tasq, topic)
     await wait_until(lambda: _has_server(redis_client, topic))
 
@@ -301,6 +303,7 @@ async def test_inspect_finds_topics_and_servers(
     reports = {report["topic"]: report for report in json.loads(result.stdout)["topics"]}
     assert reports[queued_topic]["queued"] == 1
     assert not_a_list not in reports
+    assert not_a_hash not in reports
     assert not any(name.startswith("client:") for name in reports)
     [server] = reports[topic]["servers"]
     assert server["pid"] == os.getpid()
