@@ -287,13 +287,14 @@ class TasqExtension:
             )
         except ValueError as exc:
             raise TasqStartupError(
-                f"Tasq could not use the Redis URL {where}: {exc}. Pass a URL such as "
-                "redis://127.0.0.1:6379/0 or a redis.asyncio.Redis client with decode_responses=False."
+                f"Tasq could not use the Redis URL {where}: {str(exc).rstrip('.')}. Pass a URL "
+                "such as redis://127.0.0.1:6379/0 or a redis.asyncio.Redis client with "
+                "decode_responses=False."
             ) from exc
         except (RedisError, OSError, RuntimeError) as exc:
             raise TasqStartupError(
-                f"Tasq could not connect to Redis at {where}: {exc}. Check that Redis 7.0 or newer "
-                "is running there and that the URL is right."
+                f"Tasq could not connect to Redis at {where}: {str(exc).rstrip('.')}. Check that "
+                "Redis 7.0 or newer is running there and that the URL is right."
             ) from exc
         stack.push_async_callback(tasq.aclose, self._grace_s)
 
