@@ -29,7 +29,8 @@ from tasq_fastapi import (
     TasqRouter,
     create_tasq,
 )
-from tasq_fastapi._codegen import TasqCodegenError, _render_client, generate_client, main
+from tasq_fastapi._codegen import _render_client, generate_client, main
+from tasq_fastapi._codegen_types import TasqCodegenError
 from tasq_fastapi._proxy import SERVER_DEFAULT, TasqProxy, TasqResultValidationError
 from tests._plugin_fixtures import LIFESPAN_TIMEOUT_S, unique_topic
 from tests.proxy_fixtures import accounts, local_types
