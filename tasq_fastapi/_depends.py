@@ -61,6 +61,7 @@ class DeclaredParam:
     annotation: Any = Any
     default: Any = inspect.Parameter.empty
     depends: params.Depends | None = None
+    keyword_only: bool = False
 
 
 @dataclasses.dataclass
@@ -113,6 +114,8 @@ def classify_parameters(call: Callable[..., Any], *, owner: str, allow_args: boo
         _check_parameter_kind(parameter, owner)
         annotation = hints.get(parameter.name, Any)
         entry = _classify_one(parameter, annotation)
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+            entry = dataclasses.replace(entry, keyword_only=True)
 
         if entry.kind is ParamKind.ARG and not allow_args:
             raise TasqRouterConfigError(
@@ -147,8 +150,7 @@ async def solve_dependencies(entries: list[DeclaredParam], scope: SolveScope) ->
     values: dict[str, Any] = {}
 
     for entry in entries:
-        if entry.kind is ParamKind.DEPENDS:
-            assert entry.depends is not None
+        if entry.kind is ParamKind.DEPENDS and entry.depends is not None:
             values[entry.name] = await _solve_one(entry.depends, scope)
         elif entry.kind is ParamKind.REQUEST:
             values[entry.name] = scope.request

@@ -56,6 +56,9 @@ class _Binding:
     model: type[pydantic.BaseModel]
     names: tuple[str, ...]
     whole_args_param: str | None
+    # How many leading names a list of args may fill: keyword-only parameters
+    # come last in a signature and take values by name only.
+    positional: int
 
 
 def compile_handler(app: FastAPI, topic: str, method: str, func: Callable[..., Any]) -> TaskHandler:
@@ -156,7 +159,8 @@ def _build_binding(params: list[DeclaredParam], owner: str) -> _Binding:
 
     names = tuple(param.name for param in arg_params)
     whole_args_param = names[0] if len(arg_params) == 1 and _is_model(arg_params[0].annotation) else None
-    return _Binding(model=model, names=names, whole_args_param=whole_args_param)
+    positional = sum(1 for param in arg_params if not param.keyword_only)
+    return _Binding(model=model, names=names, whole_args_param=whole_args_param, positional=positional)
 
 
 def _validate_args(binding: _Binding, args: Any) -> dict[str, Any]:
@@ -199,12 +203,13 @@ def _args_payload(binding: _Binding, args: Any) -> dict[str, Any]:
 
 
 def _positional_payload(binding: _Binding, items: list[Any]) -> dict[str, Any]:
-    if len(items) > len(binding.names):
+    if len(items) > binding.positional:
         raise TasqInvalidArgsError(
             f"The args list has {len(items)} items, but this handler takes at most "
-            f"{len(binding.names)}. Remove the extra items.",
+            f"{binding.positional} by position. Remove the extra items, or send a map to set "
+            "keyword-only parameters.",
             errors=[
-                {"type": "too_many_args", "loc": [], "msg": f"Expected at most {len(binding.names)} items."}
+                {"type": "too_many_args", "loc": [], "msg": f"Expected at most {binding.positional} items."}
             ],
         )
     return dict(zip(binding.names, items, strict=False))

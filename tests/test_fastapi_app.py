@@ -118,3 +118,22 @@ async def test_invalid_args_errors_drop_large_input(redis_url: str) -> None:
     by_field = {tuple(error["loc"]): error for error in caught.value.errors}
     assert "input" not in by_field[("name",)]
     assert by_field[("age",)]["input"] == "old"
+
+
+async def test_list_args_leave_keyword_only_params(redis_url: str) -> None:
+    topic = f"test-{uuid.uuid4().hex}"
+    router = TasqRouter(topic)
+
+    @router.method()
+    async def add(a: int, b: int = 2, *, c: int = 0) -> int:
+        return a + b + c
+
+    app = TasqFastAPI(tasq_redis=redis_url, tasq_endpoints=None)
+    app.include_tasq_router(router)
+
+    async with LifespanManager(app):
+        tasq = app.tasq_extension.tasq
+        assert await tasq.request(topic, "add", [1, 5], timeout=5.0) == 6
+        assert await tasq.request(topic, "add", {"a": 1, "c": 3}, timeout=5.0) == 6
+        with pytest.raises(TasqRequestInvalidArgsError, match="at most 2 by position"):
+            await tasq.request(topic, "add", [1, 5, 7], timeout=5.0)
