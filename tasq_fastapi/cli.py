@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import math
 import sys
@@ -66,7 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(asyncio.run(_run(options)))
     except CliError as exc:
-        sys.stderr.write(f"tasq: {exc}\n")
+        if getattr(options, "json", False):
+            # Scripts that asked for JSON parse stderr too, whatever went wrong.
+            body = {"type": exc.code.name.lower(), "message": str(exc), "exit_status": int(exc.code)}
+            sys.stderr.write(json.dumps({"error": body}) + "\n")
+        else:
+            sys.stderr.write(f"tasq: {exc}\n")
         return int(exc.code)
     except (KeyboardInterrupt, asyncio.CancelledError):
         sys.stderr.write("tasq: interrupted\n")

@@ -483,3 +483,13 @@ async def test_worker_bad_app_is_usage_error(app: str, expected_text: str) -> No
 
     assert result.code == ExitCode.USAGE
     assert expected_text in result.stderr
+
+
+async def test_call_json_usage_error_is_json(topic: str, redis_url: str) -> None:
+    result = await run_cli("call", topic, "echo", "{not json", "--json", env=_env_with(redis_url))
+
+    assert result.code == ExitCode.USAGE
+    error = json.loads(result.stderr)["error"]
+    assert error["type"] == "usage"
+    assert error["exit_status"] == ExitCode.USAGE
+    assert "not valid JSON" in error["message"]
