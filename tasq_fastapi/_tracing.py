@@ -11,7 +11,7 @@ for the task continues that trace.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Protocol
 
 # Attribute names of the spans; ``messaging.*`` follows OpenTelemetry's
@@ -47,24 +47,34 @@ class Tracing(Protocol):
 
 
 class _NoSpan:
+    """A span that records nothing; one instance serves as its own context manager."""
+
     def set_outcome(self, outcome: str) -> None:
         pass
+
+    def __enter__(self) -> _NoSpan:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+# Requests without tracing share one object instead of making a context manager each.
+_NO_SPAN = _NoSpan()
 
 
 class NoTracing:
     """The tracing of a client created without ``tracing=True``: no spans at all."""
 
-    @contextlib.contextmanager
     def request_span(
         self, topic: str, method: str, carrier: MutableMapping[str, Any]
-    ) -> Iterator[SpanHandle]:
-        yield _NoSpan()
+    ) -> contextlib.AbstractContextManager[SpanHandle]:
+        return _NO_SPAN
 
-    @contextlib.contextmanager
     def task_span(
         self, topic: str, method: str, request_id: str, carrier: Mapping[str, Any]
-    ) -> Iterator[SpanHandle]:
-        yield _NoSpan()
+    ) -> contextlib.AbstractContextManager[SpanHandle]:
+        return _NO_SPAN
 
 
 def create_tracing(enabled: bool) -> Tracing:
