@@ -94,7 +94,7 @@ async def wait_for_server(tasq: Tasq, topic: str) -> None:
             return
         except TimeoutError:
             continue
-    raise RuntimeError("The benchmark worker did not answer within 100 s.")
+    raise RuntimeError("The benchmark worker did not respond within 100 s.")
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -159,13 +159,13 @@ async def pending_memory(tasq: Tasq, count: int) -> float:
     await asyncio.sleep(0)
     if tasq.pending_count < count:
         raise RuntimeError(f"Only {tasq.pending_count} of {count} requests became pending.")
-    held = tracemalloc.get_traced_memory()[0] - before
+    held_bytes = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
 
     for call in calls:
         call.cancel()
     await asyncio.gather(*calls, return_exceptions=True)
-    return held / count
+    return held_bytes / count
 
 
 def parse_args() -> argparse.Namespace:

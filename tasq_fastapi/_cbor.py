@@ -73,11 +73,11 @@ def decode(data: bytes, *, max_bytes: int) -> Any:
     return value
 
 
-def encode(value: Any, *, what: str) -> bytes:
+def encode(value: Any, *, value_name: str) -> bytes:
     """Encode ``value`` as CBOR that :func:`decode` accepts; datetimes become tag 1.
 
-    ``what`` names the value in error messages ("args", "result"). Raises
-    :class:`TasqEncodeError` naming what cannot be encoded, including values that
+    ``value_name`` names the value in error messages ("args", "result"). Raises
+    :class:`TasqEncodeError` naming what cannot be encoded. That includes values that
     cbor2 can write but a Tasq peer would reject: map keys other than text or byte
     strings, nesting deeper than :data:`MAX_DEPTH`, and objects outside the safe
     subset such as decimals or regular expressions.
@@ -86,7 +86,7 @@ def encode(value: Any, *, what: str) -> bytes:
         data = cbor2.dumps(value, datetime_as_timestamp=True)
     except (cbor2.CBOREncodeError, TypeError, ValueError, RecursionError) as exc:
         raise TasqEncodeError(
-            f"Cannot encode the {what} as CBOR: {_sentence(exc)}. Tasq sends dicts with str "
+            f"Cannot encode the {value_name} as CBOR: {_sentence(exc)}. Tasq sends dicts with str "
             "keys, lists, str (valid Unicode), int, float, bool, bytes, None and "
             "timezone-aware datetimes."
         ) from exc
@@ -97,7 +97,7 @@ def encode(value: Any, *, what: str) -> bytes:
         decode(data, max_bytes=len(data))
     except TasqProtocolError as exc:
         raise TasqEncodeError(
-            f"The {what} cannot be sent, because a Tasq peer would reject it: {exc} "
+            f"The {value_name} cannot be sent, because a Tasq peer would reject it: {exc} "
             "Use str keys in dicts, nest at most 100 levels and send only plain values."
         ) from None
     return data

@@ -25,7 +25,7 @@ from ._redis import execute
 
 @dataclass
 class TopicReport:
-    """What Redis holds about one topic at the time it was read.
+    """The state of one topic in Redis at the time it was read.
 
     `oldest` describes the task at the head of the list, the next one a server
     takes: its method and either `age_s` (seconds since it was sent, from the
@@ -76,7 +76,7 @@ async def run_inspect(
             ExitCode.CONNECTION,
         ) from None
     except ResponseError as exc:
-        # Redis answered but rejected a command, e.g. WRONGTYPE for a key that is not a list.
+        # Redis replied but rejected a command, e.g. WRONGTYPE for a key that is not a list.
         raise CliError(f"Redis at {where} rejected a command: {exc}", ExitCode.FAILURE) from None
     except (RedisError, RedisClusterException, OSError) as exc:
         raise CliError(f"Reading from Redis at {where} failed: {exc}", ExitCode.CONNECTION) from None

@@ -303,8 +303,8 @@ class Tasq:
         tasks every ``recheck_interval_s`` seconds even without notifications.
 
         By default a task is taken once and lost if its server dies while running
-        it (at-most-once). With ``at_least_once``, the server holds a lease of
-        ``lease_s`` seconds on each running task and renews it; a task whose server
+        it (at-most-once). With ``at_least_once``, the server keeps a lease of
+        ``lease_s`` seconds on each running task and renews it. A task whose server
         died is run again by another server of the topic once its lease expires,
         if its deadline has not passed. Handlers must then be idempotent, and
         every server of the topic should use the same mode.

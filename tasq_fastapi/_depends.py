@@ -10,7 +10,7 @@ itself, following the rules FastAPI applies to endpoints:
 - dependencies with `yield` clean up after the handler, in reverse order, and
   the handler's exception is thrown into them.
 
-Cleanup always runs before the reply is sent, whatever `Depends(scope=...)` says.
+Cleanup always runs before the reply is sent, whatever `Depends(scope=...)` sets.
 
 Besides `Depends(...)`, a dependency parameter may be annotated with
 `starlette.requests.Request` (or `HTTPConnection`), which gets a synthetic

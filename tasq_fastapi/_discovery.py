@@ -32,7 +32,7 @@ from ._router import TasqRouter
 __all__ = ["MethodDescription", "describe_handler", "describe_router", "describe_routers"]
 
 # The return annotation may name types pydantic cannot describe, such as a custom class
-# returned as `Any`-like data; the listing then says so instead of failing.
+# returned as `Any`-like data; the listing then reports that instead of failing.
 _SCHEMA_ERRORS = (
     pydantic.PydanticSchemaGenerationError,
     pydantic.PydanticUserError,
@@ -47,7 +47,7 @@ class MethodDescription:
 
     `method` is None for the default handler, which receives every method the router
     does not register. `result_schema` is None when the handler has no return
-    annotation or pydantic cannot describe it; `result_schema_error` then says which.
+    annotation or pydantic cannot describe it; `result_schema_error` then names the reason.
     """
 
     topic: str

@@ -118,9 +118,9 @@ class TasqRequestUnknownMethodError(TasqRequestError):
 class TasqRequestRejectedError(TasqRequestError):
     """The handler raised an exception, or its result could not be sent back.
 
-    When the server is tasq-fastapi, ``remote_type`` and ``remote_message`` hold the
-    class name and message of the handler's exception; a Node.js server sends neither
-    and both are None.
+    When the server is tasq-fastapi, ``remote_type`` and ``remote_message`` contain the
+    class name and message of the handler's exception. A Node.js server sends neither,
+    so both are None.
     """
 
     def __init__(

@@ -43,7 +43,7 @@ EXTENSION_SENT_AT_MS = "sent_at"
 """Request extension: when the client sent the request, in ms from the Tasq epoch."""
 
 EXTENSION_REPLY = "reply"
-"""Request extension: ``"sharded"`` asks for the reply by SPUBLISH instead of PUBLISH."""
+"""Request extension: ``"sharded"`` requests the reply by SPUBLISH instead of PUBLISH."""
 
 REPLY_SHARDED = "sharded"
 
@@ -178,7 +178,7 @@ def encode_request(
         frame.append(args if has_args else cbor2.undefined)
     if extensions:
         frame.append(dict(extensions))
-    return _cbor.encode(frame, what="args")
+    return _cbor.encode(frame, value_name="args")
 
 
 def decode_request(data: bytes, *, max_bytes: int) -> Request:
@@ -229,7 +229,7 @@ def encode_response(
         frame.append(value)
     elif detail is not None:
         frame.append(detail)
-    return _cbor.encode(frame, what="result")
+    return _cbor.encode(frame, value_name="result")
 
 
 def peek_response_request_id(data: bytes) -> bytes | None:

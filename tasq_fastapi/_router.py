@@ -45,7 +45,7 @@ class TasqRouter:
     are checked when the app starts, so forward references may be defined after
     the decorator runs.
 
-    A router holds no connection: an app serves it after
+    A router has no connection of its own: an app serves it after
     `TasqExtension.include_router(router)`, and one router may be included in
     several apps.
     """

@@ -49,7 +49,7 @@ class TasqServer:
     seconds while idle, so a task pushed without a notification is still found.
 
     Errors a handler raises reach the caller as a rejected request carrying the
-    exception's class name and message (at most 1,000 characters); the traceback
+    exception's class name and message (at most 1,000 characters). The traceback
     and the exception's module stay on the server, where they are logged.
     """
 
@@ -160,10 +160,11 @@ class TasqServer:
     async def aclose(self, grace_s: float = 10.0) -> None:
         """Stop taking tasks, let running handlers finish, then cancel the rest.
 
-        Handlers still running ``grace_s`` seconds after the call are cancelled
-        and send no reply; with at-least-once delivery their leases are left to
-        expire, so another server runs them again. Queued tasks stay in Redis for
-        other servers. Calling it again does nothing.
+        Handlers still running ``grace_s`` seconds after the call are cancelled.
+        Under default delivery their callers get a ``TasqServerShutdown``
+        rejection at once. With at-least-once delivery their leases are left to
+        expire instead, so another server runs them again. Queued tasks stay in
+        Redis for other servers. Calling it again does nothing.
         """
         if self._state in (_State.CLOSING, _State.CLOSED):
             return

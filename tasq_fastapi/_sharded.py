@@ -2,7 +2,7 @@
 
 Classic PUBLISH on a Redis Cluster is copied to every node over the cluster bus. A
 client on a cluster therefore also subscribes to its reply channel with SSUBSCRIBE
-and asks, in the request's extension map, for its reply by SPUBLISH, which stays
+and requests, in the request's extension map, its reply by SPUBLISH, which stays
 within the shard that owns the channel's slot. Servers of this library honour the
 request; Node.js servers ignore it and reply by classic PUBLISH, which the client
 still receives on its classic subscription.

@@ -232,7 +232,7 @@ class LocalRedisCluster:
         """Return the running nodes on which some client subscribes to ``channel``.
 
         Classic pub/sub subscriptions are local to the node a client connected to,
-        so ``PUBSUB CHANNELS`` tells where a client's pub/sub connection is.
+        so ``PUBSUB CHANNELS`` shows where a client's pub/sub connection is.
         """
         found: list[ClusterNode] = []
         for node in self.running_nodes:

@@ -3,8 +3,8 @@
 :func:`running_sentinels` starts a primary, a replica (``--replicaof``) and three
 sentinels (``redis-server CONF --sentinel``) that monitor the primary under the
 service name ``tasq`` with a quorum of 2, ``down-after-milliseconds`` 1000 and
-``failover-timeout`` 3000. It returns once every sentinel knows the replica and the
-two other sentinels, because a sentinel that knows neither cannot take part in a
+``failover-timeout`` 3000. It returns once every sentinel has discovered the replica and the
+two other sentinels, because a sentinel that has discovered neither cannot take part in a
 failover. The block's exit stops every process and removes the temporary directory.
 
 The session fixture ``redis_sentinel_url`` yields the ``redis+sentinel://`` URL of a
@@ -147,7 +147,7 @@ class LocalSentinels:
         return port, killed_at_s
 
     def wait_until_failed_over(self, killed_port: int) -> int:
-        """Wait until every sentinel reports a new primary that says it is one; returns its port."""
+        """Wait until every sentinel reports a new primary whose own role is master; return its port."""
 
         def promoted() -> bool:
             reported = self.primary_reported()

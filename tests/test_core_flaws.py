@@ -62,7 +62,7 @@ async def test_server_finds_task_pushed_before_it_started(
     tasq: Tasq, topic: str, redis_client: aioredis.Redis
 ) -> None:
     call = asyncio.create_task(tasq.request(topic, "echo", "queued early"))
-    # The task's notification went out while nobody was subscribed.
+    # The task's notification went out while no server was subscribed.
     await wait_until(lambda: _list_length(redis_client, topic))
 
     await tasq.serve(topic, {"echo": echo})

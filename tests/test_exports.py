@@ -21,7 +21,10 @@ def test_all_lists_every_public_name() -> None:
 def test_all_is_sorted() -> None:
     # The order ruff's RUF022 keeps: constants, then classes, then functions.
     def kind_then_name(name: str) -> tuple[int, str]:
-        kind = 0 if name.isupper() else 1 if name[0].isupper() else 2
-        return kind, name
+        if name.isupper():
+            return 0, name
+        if name[0].isupper():
+            return 1, name
+        return 2, name
 
     assert list(tasq_fastapi.__all__) == sorted(tasq_fastapi.__all__, key=kind_then_name)

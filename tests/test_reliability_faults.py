@@ -298,7 +298,7 @@ async def test_restart_in_flight_requests_end_by_deadline(redis_process: RedisPr
         await asyncio.wait_for(started.wait(), WAIT_S)
         await wait_until(lambda: _list_length_is(observer_client, topic, 4))
 
-        # In a thread, so that the event loop sees the connections drop as they happen.
+        # In a thread, so that the event loop notices the connections drop as they happen.
         await asyncio.to_thread(redis_process.restart)
         release.set()
         outcomes = await asyncio.gather(*calls)
@@ -560,7 +560,7 @@ async def test_worker_sigkill_mid_task_times_out_without_rerun(
 
         assert isinstance(outcome.error, TasqRequestTimeoutError), repr(outcome.error)
         assert timeout_s - DEADLINE_MARGIN_S <= outcome.elapsed_s <= timeout_s + DEADLINE_MARGIN_S
-        # The survivor takes tasks in list order, so once it has answered a later
+        # The survivor takes tasks in list order, so once it has replied to a later
         # request, a requeued copy of the doomed task would already have run.
         probe = await caller.request(topic, "work", {"id": "probe"}, timeout=5.0)
         assert probe == {"id": "probe", "pid": survivor.pid}

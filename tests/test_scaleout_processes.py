@@ -22,7 +22,7 @@ from tests._waiting import wait_until
 WORKERS = 4
 TASKS = 2000
 
-# Each worker's handler holds a task this long, so that no single worker can drain
+# Each worker's handler keeps a task this long, so that no single worker can drain
 # the queue before the others take their share.
 HOLD_S = 0.01
 

@@ -157,7 +157,7 @@ async def test_acl_user_without_keys_gets_clear_request_error(redis_process: Red
 
 
 def _redis_has_tls() -> bool:
-    # A server built without TLS says so when asked for a TLS port (Redis: "Bad
+    # A server built without TLS reports that when given a TLS port (Redis: "Bad
     # directive", Valkey: "Failed finding TLS support"); one with TLS stops at the
     # missing certificate instead.
     try:
