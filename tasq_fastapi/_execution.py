@@ -50,6 +50,9 @@ class HandlerRunner:
         # A plain dict copy: only registered names can ever be called.
         self._handlers: dict[str, Handler] = dict(handlers)
         self._default_handler = default_handler
+        # Whether each function is async, decided once rather than on every call.
+        self._async_by_method = {name: _is_async_callable(function) for name, function in handlers.items()}
+        self._default_is_async = default_handler is not None and _is_async_callable(default_handler)
         self._threads = threads
         self._cancel_at_deadline = cancel_at_deadline
         self._executor: ThreadPoolExecutor | None = None
@@ -106,10 +109,12 @@ class HandlerRunner:
     def _resolve(self, request: Request) -> Callable[[], Awaitable[Any]] | None:
         handler = self._handlers.get(request.method)
         if handler is not None:
-            return functools.partial(self._invoke, handler, request.args)
+            is_async = self._async_by_method[request.method]
+            return functools.partial(self._invoke, handler, is_async, request.args)
         default = self._default_handler
         if default is not None:
-            return functools.partial(self._invoke, default, request.method, request.args)
+            is_async = self._default_is_async
+            return functools.partial(self._invoke, default, is_async, request.method, request.args)
         return None
 
     async def _call_with_deadline(
@@ -118,12 +123,19 @@ class HandlerRunner:
         if not self._cancel_at_deadline:
             return await call()
 
-        timeout = asyncio.timeout(context.time_remaining())
+        # One timer that cancels this task is all the deadline needs: asyncio.timeout()
+        # would add a context object and its rescheduling to every task.
+        task = asyncio.current_task()
+        assert task is not None, "handlers always run inside the server's own task"
+        loop = asyncio.get_running_loop()
+        alarm = _DeadlineAlarm(task)
+        timer = loop.call_at(loop.time() + context.time_remaining(), alarm.fire)
         try:
-            async with timeout:
-                return await call()
-        except TimeoutError:
-            if not timeout.expired():
+            return await call()
+        except asyncio.CancelledError:
+            # Only the alarm's own cancellation becomes a deadline; one from a closing
+            # server, still counted by cancelling() once the alarm's is undone, goes on.
+            if not alarm.disarm() or task.cancelling() > 0:
                 raise
             logger.warning(
                 "Handler cancelled at the deadline: topic=%s method=%s request_id=%s",
@@ -132,9 +144,13 @@ class HandlerRunner:
                 context.request_id,
             )
             raise _DeadlineExceeded from None
+        finally:
+            timer.cancel()
+            # A handler that swallowed the alarm's cancellation still had it counted.
+            alarm.disarm()
 
-    async def _invoke(self, function: Callable[..., Any], *args: Any) -> Any:
-        if _is_async_callable(function):
+    async def _invoke(self, function: Callable[..., Any], is_async: bool, *args: Any) -> Any:
+        if is_async:
             return await function(*args)
 
         # Plain functions run in this server's own threads, so that they never block
@@ -162,6 +178,28 @@ class HandlerRunner:
 def _is_being_cancelled() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+class _DeadlineAlarm:
+    """Cancels a handler's task when its caller's deadline passes."""
+
+    __slots__ = ("_disarmed", "_fired", "_task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self._task = task
+        self._fired = False
+        self._disarmed = False
+
+    def fire(self) -> None:
+        self._fired = True
+        self._task.cancel()
+
+    def disarm(self) -> bool:
+        """Undo the alarm's cancellation request, once; return whether it fired."""
+        if self._fired and not self._disarmed:
+            self._disarmed = True
+            self._task.uncancel()
+        return self._fired
 
 
 class _DeadlineExceeded(Exception):
