@@ -253,6 +253,32 @@ async def test_handler_cancelled_at_deadline(tasq: Tasq, topic: str) -> None:
     await asyncio.wait_for(cancelled.wait(), WAIT_S)
 
 
+async def test_handler_that_ignores_deadline_cancellation_leaves_server_working(
+    tasq: Tasq, topic: str
+) -> None:
+    finished = asyncio.Event()
+
+    async def deaf(_args: Any) -> str:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            # Swallowed on purpose: the task must not stay marked as being cancelled.
+            await asyncio.sleep(0)
+        finished.set()
+        return "late"
+
+    async def echo(args: Any) -> Any:
+        return args
+
+    await tasq.serve(topic, {"deaf": deaf, "echo": echo})
+
+    with pytest.raises(TasqRequestTimeoutError):
+        await tasq.request(topic, "deaf", timeout=0.2)
+
+    await asyncio.wait_for(finished.wait(), WAIT_S)
+    assert await tasq.request(topic, "echo", 7) == 7
+
+
 async def test_handler_keeps_running_when_told(tasq: Tasq, topic: str) -> None:
     release = asyncio.Event()
     finished = asyncio.Event()
