@@ -6,10 +6,11 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoPermissionError, RedisError
 
 from . import _protocol
 from ._batcher import CommandBatcher
@@ -22,6 +23,7 @@ from ._observer import TasqObserver
 from ._presence import PRESENCE_INTERVAL_S, Announcer
 from ._protocol import Request, ResponseStatus
 from ._redis import execute
+from ._taker import BlockingTaker
 from ._tasks import cancel_and_wait
 from ._tracing import NoTracing, Tracing
 
@@ -38,6 +40,22 @@ _RETRY_DELAY_S = 0.1
 # takes let replies of one batch travel while the next batch runs, so both sides stay
 # busy; 16 keeps the extra LPOPs under one per 16 tasks.
 _MAX_TASKS_PER_POP = 16
+
+# Time a BLMPOP may take beyond its own timeout to return after the server closes, in seconds.
+_TAKE_MARGIN_S = 1.0
+
+
+def _blocking_taker(
+    redis: RedisClient, key: str, block_s: float, at_least_once: bool
+) -> BlockingTaker | None:
+    # NOTE: on a Redis Cluster the server keeps taking tasks with LPOP after
+    # notifications: the blocked connection would have to follow its key's node
+    # through failovers, which redis-py's cluster client does only for its own
+    # commands. At-least-once delivery leases each task in the same script as the
+    # LPOP, which BLMPOP cannot join.
+    if at_least_once or isinstance(redis, RedisCluster):
+        return None
+    return BlockingTaker(redis, key, block_s)
 
 
 class _State(enum.Enum):
@@ -103,6 +121,7 @@ class TasqServer:
         # Running tasks and the raw queue item each one came from.
         self._tasks: dict[asyncio.Task[None], bytes] = {}
         self._leases = LeaseKeeper(redis, topic, lease_s) if at_least_once else None
+        self._taker = _blocking_taker(redis, self._key, recheck_interval_s, at_least_once)
         self._lease_s = lease_s
         self._lease_task: asyncio.Task[None] | None = None
         self._announcer = Announcer(redis, topic)
@@ -147,7 +166,8 @@ class TasqServer:
         if self._state is not _State.CREATED:
             raise RuntimeError(f"The server for topic {self._topic!r} was already started.")
 
-        await self._listener.subscribe(self._key, self._on_notification, self._on_notification)
+        if self._taker is None:
+            await self._subscribe()
         self._state = _State.RUNNING
         self._loop_task = asyncio.create_task(self._run(), name=f"tasq-server-{self._topic}")
         self._loop_task.add_done_callback(self._on_loop_done)
@@ -159,11 +179,15 @@ class TasqServer:
                 self._renew_leases(self._leases), name=f"tasq-leases-{self._topic}"
             )
         logger.info(
-            "Server started: topic=%s threads=%d delivery=%s",
+            "Server started: topic=%s threads=%d delivery=%s take=%s",
             self._topic,
             self._threads,
             "at-most-once" if self._leases is None else f"at-least-once lease_s={self._lease_s:g}",
+            "LPOP after notifications" if self._taker is None else "BLMPOP",
         )
+
+    async def _subscribe(self) -> None:
+        await self._listener.subscribe(self._key, self._on_notification, self._on_notification)
 
     async def aclose(self, grace_s: float = 10.0) -> None:
         """Stop taking tasks, let running handlers finish, then cancel the rest.
@@ -180,8 +204,11 @@ class TasqServer:
             self._state = _State.CLOSED
             return
         self._state = _State.CLOSING
-        await self._listener.unsubscribe(self._key)
+        if self._taker is None:
+            await self._listener.unsubscribe(self._key)
         await self._stop_loop()
+        if self._taker is not None:
+            await self._taker.aclose()
 
         cancelled = await self._drain(grace_s)
         if self._lease_task is not None:
@@ -199,8 +226,15 @@ class TasqServer:
         )
 
     async def _stop_loop(self) -> None:
-        if self._loop_task is not None:
-            await cancel_and_wait([self._loop_task])
+        if self._loop_task is None:
+            return
+        if self._taker is not None:
+            # Cancelling a BLMPOP in flight could lose the tasks Redis is already
+            # sending; ending the BLMPOP lets the loop see the closing state and stop,
+            # and tasks it took still run within the grace period.
+            await self._taker.interrupt()
+            await asyncio.wait([self._loop_task], timeout=self._recheck_interval_s + _TAKE_MARGIN_S)
+        await cancel_and_wait([self._loop_task])
 
     async def _drain(self, grace_s: float) -> int:
         if not self._tasks:
@@ -222,6 +256,39 @@ class TasqServer:
             )
 
     async def _run(self) -> None:
+        if self._taker is not None:
+            await self._run_blocking(self._taker)
+            if self._state is not _State.RUNNING:
+                return
+            await self._subscribe()
+        await self._run_notified()
+
+    async def _run_blocking(self, taker: BlockingTaker) -> None:
+        # Returns when the server closes, or when Redis denies BLMPOP, after which
+        # the server takes tasks after notifications instead.
+        while self._state is _State.RUNNING:
+            free = self._threads - len(self._tasks)
+            if free <= 0:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            try:
+                items = await self._take(taker.take, min(free, _MAX_TASKS_PER_POP), denied_raises=True)
+            except NoPermissionError as exc:
+                logger.error(
+                    "Redis denies BLMPOP for topic=%s: %s. Grant +blmpop to the Redis user; "
+                    "until then the server takes tasks with LPOP after notifications, one "
+                    "round trip slower.",
+                    self._topic,
+                    exc,
+                )
+                self._taker = None
+                await taker.aclose()
+                return
+            for raw in items:
+                self._start_task(raw)
+
+    async def _run_notified(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             # A plain timer rather than asyncio.timeout(): on Python 3.11 a timeout
@@ -247,12 +314,22 @@ class TasqServer:
                 self._maybe_more = True
 
     async def _pop(self, count: int) -> list[bytes]:
+        if self._leases is not None:
+            return await self._take(self._leases.take, count)
+        return await self._take(self._lpop, count)
+
+    async def _lpop(self, count: int) -> list[bytes]:
+        items = await execute(self._redis, "LPOP", self._key, count)
+        return list(items) if items else []
+
+    async def _take(
+        self, take: Callable[[int], Awaitable[list[bytes]]], count: int, *, denied_raises: bool = False
+    ) -> list[bytes]:
         try:
-            if self._leases is not None:
-                items = await self._leases.take(count)
-            else:
-                items = await execute(self._redis, "LPOP", self._key, count)
+            items = await take(count)
         except (RedisError, OSError) as exc:
+            if denied_raises and isinstance(exc, NoPermissionError):
+                raise
             self._pop_failures += 1
             if self._pop_failures == 1:
                 logger.warning("Taking tasks for topic=%s failed, retrying: %r", self._topic, exc)
@@ -265,7 +342,7 @@ class TasqServer:
                 "Taking tasks for topic=%s works again after %d failures.", self._topic, self._pop_failures
             )
             self._pop_failures = 0
-        return list(items) if items else []
+        return items
 
     def _start_task(self, raw: bytes) -> None:
         task = asyncio.create_task(self._handle(raw))
@@ -279,7 +356,7 @@ class TasqServer:
             logger.error(
                 "Task of topic=%s failed outside its handler.", self._topic, exc_info=task.exception()
             )
-        if self._maybe_more:
+        if self._maybe_more or self._taker is not None:
             self._wakeup.set()
 
     async def _handle(self, raw: bytes) -> None:

@@ -351,7 +351,8 @@ async def test_restart_both_sides_resubscribe_within_limit(redis_process: RedisP
         tasq_through(redis_process.url) as caller,
         aioredis.Redis.from_url(redis_process.url) as observer_client,
     ):
-        # recheck_interval_s is long so that only the resubscription can find new tasks.
+        # recheck_interval_s is long so that the server's BLMPOP, which it sends again
+        # once Redis is back, is what finds the new tasks.
         await server_side.serve(topic, {"echo": echo}, recheck_interval_s=30.0)
         assert await caller.request(topic, "echo", "before") == "before"
 
@@ -360,7 +361,6 @@ async def test_restart_both_sides_resubscribe_within_limit(redis_process: RedisP
 
         print(f"Redis restart, in-process server: first request succeeded after {recovery_s:.2f} s")
         assert recovery_s <= RECOVERY_LIMIT_S
-        assert await subscriber_count(observer_client, topic_key(topic)) == 1
         assert await subscriber_count(observer_client, client_channel(caller.client_id)) == 1
 
 

@@ -32,7 +32,12 @@ PASSWORD = "tasq-test-secret"
 #                             requests fail with TasqRequestError; the push script
 #                             runs RPUSH, PEXPIRE and PUBLISH, which the ACL checks too,
 #                             and EVAL is the fallback after Redis lost its script cache
-#   LPOP                      servers cannot take tasks, so requests time out
+#   BLMPOP                    servers log an error and take tasks with LPOP after
+#                             notifications instead, one round trip slower
+#   LPOP                      servers on a Redis Cluster, at-least-once servers and
+#                             servers denied BLMPOP cannot take tasks
+#   CLIENT ID, CLIENT UNBLOCK a closing server waits until its BLMPOP times out
+#                             (recheck_interval_s) instead of ending it at once
 #   SUBSCRIBE                 replies never arrive, so requests time out
 #   UNSUBSCRIBE, PING         the pub/sub connection gets an error and is made again
 #                             when a server stops, or at every health check
@@ -41,8 +46,8 @@ PASSWORD = "tasq-test-secret"
 # and replies go to "@tasq:client:<client id>".
 MINIMAL_ACL = (
     f"on >{PASSWORD} resetkeys ~@tasq:* resetchannels &@tasq:* -@all "
-    "+info +script|load +evalsha +eval +rpush +pexpire +publish +lpop +llen "
-    "+subscribe +unsubscribe +ping"
+    "+info +script|load +evalsha +eval +rpush +pexpire +publish +blmpop +lpop +llen "
+    "+client|id +client|unblock +subscribe +unsubscribe +ping"
 )
 
 # The broad form: every command outside @dangerous, on Tasq's keys and channels.
@@ -80,6 +85,22 @@ async def test_acl_minimal_user_round_trip(redis_process: RedisProcess) -> None:
     set_acl_user(redis_process, "tasq", MINIMAL_ACL)
 
     assert await round_trip(user_url(redis_process, "tasq"), "acl-minimal") == {"secure": True}
+
+
+async def test_acl_user_without_blmpop_takes_tasks_with_lpop(
+    redis_process: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    set_acl_user(redis_process, "tasq", MINIMAL_ACL.replace(" +blmpop", ""))
+
+    assert await round_trip(user_url(redis_process, "tasq"), "acl-no-blmpop") == {"secure": True}
+    assert "Grant +blmpop to the Redis user" in caplog.text
+
+
+async def test_acl_user_without_client_unblock_still_closes_servers(redis_process: RedisProcess) -> None:
+    rules = MINIMAL_ACL.replace(" +client|id +client|unblock", "")
+    set_acl_user(redis_process, "tasq", rules)
+
+    assert await round_trip(user_url(redis_process, "tasq"), "acl-no-unblock") == {"secure": True}
 
 
 async def test_acl_minimal_user_survives_script_flush(redis_process: RedisProcess) -> None:

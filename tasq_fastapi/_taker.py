@@ -1,0 +1,114 @@
+"""Taking tasks with BLMPOP, so that a pushed task reaches an idle server at once.
+
+A server that waits for a notification and then sends ``LPOP`` pays two trips
+through Redis before it sees a task: the notification, then the LPOP's round trip.
+A server blocked in ``BLMPOP`` gets the task in the reply Redis sends as soon as the
+task is pushed, which saves one round trip on every request that finds the server
+idle. The blocked connection is the server's own for its whole life.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import RedisError, ResponseError
+
+from ._redis import execute
+
+logger = logging.getLogger(__name__)
+
+# Time a reply may take beyond the BLMPOP's own timeout before the connection is
+# treated as dead, in seconds.
+_READ_MARGIN_S = 2.0
+
+
+class BlockingTaker:
+    """Takes up to ``count`` tasks of the list ``key`` per call with ``BLMPOP``.
+
+    Each call blocks up to ``block_s`` seconds while the list is empty. The taker
+    holds one connection of ``redis``'s pool until :meth:`aclose`. When that
+    connection fails, the failing call raises and the next call connects again.
+    """
+
+    def __init__(self, redis: aioredis.Redis, key: str, block_s: float) -> None:
+        self._redis = redis
+        self._key = key
+        self._block_s = block_s
+        self._connection: AbstractConnection | None = None
+        # Redis's id of the blocked connection, for CLIENT UNBLOCK; None when this
+        # user may not run CLIENT ID.
+        self._client_id: int | None = None
+
+    async def take(self, count: int) -> list[bytes]:
+        """Return up to ``count`` tasks, or none after ``block_s`` seconds without any.
+
+        Raises ``redis.exceptions.NoPermissionError`` when the Redis user may not run
+        BLMPOP, and other ``RedisError`` or ``OSError`` when Redis fails.
+        """
+        connection = await self._connected()
+        command = ("BLMPOP", self._block_s, 1, self._key, "LEFT", "COUNT", count)
+        try:
+            await connection.send_command(*command, check_health=False)
+            # A dead connection never answers: the read gets the BLMPOP's own time
+            # plus a margin. math.inf keeps a shorter socket_timeout from cutting
+            # an idle BLMPOP short; redis-py closes the connection if the read fails.
+            async with asyncio.timeout(self._block_s + _READ_MARGIN_S):
+                reply: Any = await connection.read_response(timeout=math.inf)
+        except BaseException:
+            await connection.disconnect()
+            raise
+        if reply is None:
+            return []
+        _key, items = reply
+        return list(items)
+
+    async def interrupt(self) -> None:
+        """Make a blocked :meth:`take` return at once, where the Redis user may.
+
+        Without the CLIENT ID and CLIENT UNBLOCK permissions the take returns when
+        its ``block_s`` runs out instead.
+        """
+        if self._client_id is None:
+            return
+        try:
+            await execute(self._redis, "CLIENT", "UNBLOCK", self._client_id, "TIMEOUT")
+        except (RedisError, OSError) as exc:
+            logger.debug("CLIENT UNBLOCK for the connection of %s failed: %r", self._key, exc)
+
+    async def aclose(self) -> None:
+        """Give the connection back to the pool; call it once no take is running."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await self._redis.connection_pool.release(connection)
+
+    async def _connected(self) -> AbstractConnection:
+        connection = self._connection
+        if connection is None:
+            # redis-py leaves these two untyped.
+            get_connection: Callable[[], Awaitable[AbstractConnection]] = (
+                self._redis.connection_pool.get_connection
+            )
+            connection = await get_connection()
+            self._connection = connection
+        elif connection.is_connected:
+            return connection
+        else:
+            connect: Callable[[], Awaitable[None]] = connection.connect
+            await connect()
+
+        self._client_id = await _client_id(connection)
+        return connection
+
+
+async def _client_id(connection: AbstractConnection) -> int | None:
+    try:
+        await connection.send_command("CLIENT", "ID", check_health=False)
+        return int(await connection.read_response())
+    except ResponseError:
+        return None

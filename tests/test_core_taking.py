@@ -1,0 +1,84 @@
+"""How a server on a single Redis takes tasks: BLMPOP on a connection of its own.
+
+On a Redis Cluster servers take tasks with LPOP after notifications instead, so these
+tests run on a single server only. The other core modules cover the cluster's way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from tasq_fastapi import Tasq, create_tasq
+from tasq_fastapi._protocol import encode_request, to_deadline_ms, topic_key
+from tests._waiting import WAIT_S, wait_until
+
+# Long enough that a test finishing in time proves the server did not wait it out.
+LONG_RECHECK_S = 60.0
+
+
+async def echo(args: Any) -> Any:
+    return args
+
+
+async def test_blocked_server_takes_task_pushed_without_notification(
+    tasq: Tasq, topic: str, redis_client: aioredis.Redis
+) -> None:
+    await tasq.serve(topic, {"echo": echo}, recheck_interval_s=LONG_RECHECK_S)
+    reply_channel = f"@tasq:client:{tasq.client_id}"
+    deadline_ms = to_deadline_ms(time.time() + WAIT_S)
+    task = encode_request(tasq.client_id, b"\x01\x02\x03\x04\x05\x06", deadline_ms, "echo", 5, True)
+
+    async with redis_client.pubsub() as pubsub:
+        await pubsub.subscribe(reply_channel)
+        # RPUSH alone, with no PUBLISH: within the test's wait only a server blocked on
+        # the list can take it.
+        await redis_client.rpush(topic_key(topic), task)
+        reply = await _next_message(pubsub)
+
+    assert reply.startswith(b"\x83\x46\x01\x02\x03\x04\x05\x06")
+
+
+async def test_server_close_ends_its_blocked_take_at_once(redis_url: str, topic: str) -> None:
+    async with await create_tasq(redis_url) as tasq:
+        server = await tasq.serve(topic, {"echo": echo}, recheck_interval_s=LONG_RECHECK_S)
+        assert await tasq.request(topic, "echo", 1) == 1
+
+        await asyncio.wait_for(server.aclose(), WAIT_S)
+
+
+async def test_server_close_leaves_no_blmpop_and_queued_tasks(
+    redis_url: str, topic: str, redis_client: aioredis.Redis
+) -> None:
+    async with await create_tasq(redis_url) as tasq:
+        server = await tasq.serve(topic, {"echo": echo})
+        assert await tasq.request(topic, "echo", 1) == 1
+        await wait_until(lambda: _blocked_in_blmpop(redis_client))
+        await server.aclose()
+
+        assert not await _blocked_in_blmpop(redis_client)
+        queued = asyncio.create_task(tasq.request(topic, "echo", 2, timeout=WAIT_S))
+        await wait_until(lambda: _has_length(redis_client, topic_key(topic), 1))
+        queued.cancel()
+
+
+async def _next_message(pubsub: Any) -> bytes:
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=WAIT_S)
+            if message is not None:
+                data: bytes = message["data"]
+                return data
+
+
+async def _blocked_in_blmpop(redis_client: aioredis.Redis) -> bool:
+    # CLIENT LIST shows a blocked connection with flag "b" and its last command.
+    clients = await redis_client.client_list()
+    return any("b" in client["flags"] and client["cmd"] == "blmpop" for client in clients)
+
+
+async def _has_length(redis_client: aioredis.Redis, key: str, length: int) -> bool:
+    return bool(await redis_client.llen(key) == length)
