@@ -88,9 +88,14 @@ class CommandBatcher:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            pushes, self._pushes = self._pushes, []
-            commands, self._commands = self._commands, []
-            await self._write(pushes, commands)
+            await self._write_queued()
+
+    async def _write_queued(self) -> None:
+        # A helper frame, so that nothing holds a written batch's payloads while the
+        # loop waits for the next one.
+        pushes, self._pushes = self._pushes, []
+        commands, self._commands = self._commands, []
+        await self._write(pushes, commands)
 
     def fail_queued(self, error: BaseException) -> None:
         """Fail every queued write with ``error``; used when the client closes."""
