@@ -23,7 +23,7 @@ from ._errors import (
 )
 from ._listener import PubSubListener
 from ._observer import NullObserver, SafeObserver, TasqObserver
-from ._protocol import Response
+from ._pending import PendingRequests, Waiter
 from ._replies import (
     ClientClosed,
     ReplyTooLarge,
@@ -33,7 +33,6 @@ from ._replies import (
     check_redis_version,
     check_serve_options,
     effective_timeout,
-    expire,
     failure_of,
     no_time_left,
     outcome_of,
@@ -135,7 +134,7 @@ class Tasq:
         self._tracing = create_tracing(tracing)
 
         self._state = _State.CREATED
-        self._pending: dict[bytes, asyncio.Future[Response]] = {}
+        self._pending = PendingRequests()
         self._servers: dict[str, TasqServer] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._sharded_replies: ShardedReplyListener | None = None
@@ -262,17 +261,36 @@ class Tasq:
         _protocol.validate_name("method", method)
         timeout_s = effective_timeout(timeout, inherit_deadline)
 
+        # Everything happens in this one coroutine: a helper coroutine would add its
+        # own frame to every pending request.
         started = time.monotonic()
         outcome = "error"
+        waiter: Waiter | None = None
         extensions: dict[str, Any] = {}
         with self._tracing.request_span(topic, method, extensions) as span:
             try:
-                result = await self._send_and_wait(topic, method, args, timeout_s, extensions)
+                waiter = self._send(topic, method, args, timeout_s, extensions)
+                # Not kept while the request waits.
+                del extensions
+                try:
+                    response = await waiter
+                finally:
+                    # Whatever happened, the slot is freed at once: a late reply finds
+                    # no entry and is dropped.
+                    self._pending.remove(waiter)
+                result = result_of(response, topic, method, args)
                 outcome = "ok"
                 return result
             except TasqRequestError as exc:
+                # First: TasqRequestTimeoutError is also an OSError.
                 outcome = outcome_of(exc)
                 raise
+            except (RequestExpired, ReplyTooLarge, ClientClosed, RedisError, OSError) as exc:
+                assert waiter is not None, "only a sent request's waiter carries these errors"
+                error = self._failure(exc, waiter, topic, method, args, timeout_s)
+                outcome = outcome_of(error)
+                # Redis errors stay chained for their traceback; the internal signals do not.
+                raise error from (exc if isinstance(exc, RedisError | OSError) else None)
             except asyncio.CancelledError:
                 outcome = "cancelled"
                 raise
@@ -343,34 +361,29 @@ class Tasq:
             raise
         return server
 
-    async def _send_and_wait(
+    def _send(
         self, topic: str, method: str, args: Any, timeout_s: float, extensions: dict[str, Any]
-    ) -> Any:
+    ) -> Waiter:
         if timeout_s <= 0:
             raise no_time_left(topic, method, args)
 
         deadline_unix_s = time.time() + timeout_s
-        request_id = self._new_request_id()
-        payload = self._encode_request(request_id, deadline_unix_s, method, args, extensions)
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Response] = loop.create_future()
-        self._pending[request_id] = waiter
-        # One timer that fails the waiter is all a request needs; asyncio.timeout()
-        # would add a context object and a task cancellation per request.
-        expiry = loop.call_later(timeout_s, expire, waiter)
+        waiter = self._pending.add(timeout_s)
         try:
-            self._batcher.push(_protocol.topic_key(topic), payload, deadline_unix_s * 1000, waiter)
-            response = await waiter
-        except (RequestExpired, ReplyTooLarge, ClientClosed, RedisError, OSError) as exc:
-            call = RequestCall(topic, method, args, request_id.hex(), timeout_s, self._max_message_bytes)
-            # Redis errors stay chained for their traceback; the internal signals do not.
-            raise failure_of(exc, call) from (exc if isinstance(exc, RedisError | OSError) else None)
-        finally:
-            # Whatever happened, the slot is freed at once: a late reply finds no
-            # entry and is dropped.
-            expiry.cancel()
-            del self._pending[request_id]
-        return result_of(response, topic, method, args)
+            payload = self._encode_request(waiter.request_id, deadline_unix_s, method, args, extensions)
+        except BaseException:
+            self._pending.remove(waiter)
+            raise
+        self._batcher.push(_protocol.topic_key(topic), payload, deadline_unix_s * 1000, waiter)
+        return waiter
+
+    def _failure(
+        self, exc: BaseException, waiter: Waiter, topic: str, method: str, args: Any, timeout_s: float
+    ) -> TasqRequestError:
+        request_id = waiter.request_id.hex()
+        return failure_of(
+            exc, RequestCall(topic, method, args, request_id, timeout_s, self._max_message_bytes)
+        )
 
     def _encode_request(
         self, request_id: bytes, deadline_unix_s: float, method: str, args: Any, extensions: dict[str, Any]
@@ -388,12 +401,6 @@ class Tasq:
                 f"{self._max_message_bytes} bytes. Send less data or raise max_message_bytes."
             )
         return payload
-
-    def _new_request_id(self) -> bytes:
-        while True:
-            request_id = _protocol.new_request_id()
-            if request_id not in self._pending:
-                return request_id
 
     def _on_reply(self, data: bytes) -> None:
         if len(data) > self._max_message_bytes:
@@ -449,7 +456,4 @@ class Tasq:
         self._batcher.fail_queued(ConnectionError("the Tasq client was closed"))
 
     def _fail_pending(self) -> None:
-        error = ClientClosed()
-        for waiter in self._pending.values():
-            if not waiter.done():
-                waiter.set_exception(error)
+        self._pending.fail_all()

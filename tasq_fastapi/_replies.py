@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -183,12 +182,6 @@ class ReplyTooLarge(Exception):
 
 class ClientClosed(Exception):
     """Set on the waiters of requests still pending when the client closes."""
-
-
-def expire(waiter: asyncio.Future[Any]) -> None:
-    """Fail ``waiter`` with :class:`RequestExpired` unless it is done; a timer callback."""
-    if not waiter.done():
-        waiter.set_exception(RequestExpired())
 
 
 @dataclass(frozen=True, slots=True)
