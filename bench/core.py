@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import time
-import tracemalloc
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,6 +25,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from tasq_fastapi import Tasq, create_tasq
+
+from .memory import pending_memory
 
 DEFAULT_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -143,29 +144,8 @@ async def measure(tasq: Tasq, redis: aioredis.Redis, topic: str, args: argparse.
     print(f"sequential p99: {tasq_p99 / ping_p99:.2f} PING round trips")
     print(f"throughput with {args.in_flight} in flight: {tasq_rate / ping_rate:.3f} of PING throughput")
 
-    per_request = await pending_memory(tasq, args.pending)
-    print(f"memory of {args.pending:,} pending requests: {per_request * args.pending / 2**20:.2f} MiB")
-
-
-async def pending_memory(tasq: Tasq, count: int) -> float:
-    """Return the bytes each pending request holds, callers' tasks included (tracemalloc)."""
-    topic = f"bench-nobody-{uuid.uuid4().hex[:8]}"
-    payload = {"id": 1, "name": "bench"}
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    calls = [asyncio.create_task(tasq.request(topic, "echo", payload, timeout=60.0)) for _ in range(count)]
-    # Each call registers its request before its first await, so one loop round
-    # is enough for all of them to be pending.
-    await asyncio.sleep(0)
-    if tasq.pending_count < count:
-        raise RuntimeError(f"Only {tasq.pending_count} of {count} requests became pending.")
-    held_bytes = tracemalloc.get_traced_memory()[0] - before
-    tracemalloc.stop()
-
-    for call in calls:
-        call.cancel()
-    await asyncio.gather(*calls, return_exceptions=True)
-    return held_bytes / count
+    memory = await pending_memory(tasq, redis, args.pending)
+    print(memory.describe())
 
 
 def parse_args() -> argparse.Namespace:

@@ -267,36 +267,38 @@ class Tasq:
         outcome = "error"
         waiter: Waiter | None = None
         extensions: dict[str, Any] = {}
-        with self._tracing.request_span(topic, method, extensions) as span:
+        span = self._tracing.start_request(topic, method, extensions)
+        try:
+            waiter = self._send(topic, method, args, timeout_s, extensions)
+            span.set_request_id(waiter.request_id.hex())
+            # Not kept while the request waits.
+            del extensions
             try:
-                waiter = self._send(topic, method, args, timeout_s, extensions)
-                # Not kept while the request waits.
-                del extensions
-                try:
-                    response = await waiter
-                finally:
-                    # Whatever happened, the slot is freed at once: a late reply finds
-                    # no entry and is dropped.
-                    self._pending.remove(waiter)
-                result = result_of(response, topic, method, args)
-                outcome = "ok"
-                return result
-            except TasqRequestError as exc:
-                # First: TasqRequestTimeoutError is also an OSError.
-                outcome = outcome_of(exc)
-                raise
-            except (RequestExpired, ReplyTooLarge, ClientClosed, RedisError, OSError) as exc:
-                assert waiter is not None, "only a sent request's waiter carries these errors"
-                error = self._failure(exc, waiter, topic, method, args, timeout_s)
-                outcome = outcome_of(error)
-                # Redis errors stay chained for their traceback; the internal signals do not.
-                raise error from (exc if isinstance(exc, RedisError | OSError) else None)
-            except asyncio.CancelledError:
-                outcome = "cancelled"
-                raise
+                response = await waiter
             finally:
-                span.set_outcome(outcome)
-                self._observer.request_finished(topic, method, outcome, time.monotonic() - started)
+                # Whatever happened, the slot is freed at once: a late reply finds
+                # no entry and is dropped.
+                self._pending.remove(waiter)
+            result = result_of(response, topic, method, args)
+            outcome = "ok"
+            return result
+        except TasqRequestError as exc:
+            # First: TasqRequestTimeoutError is also an OSError.
+            outcome = outcome_of(exc)
+            raise
+        except (RequestExpired, ReplyTooLarge, ClientClosed, RedisError, OSError) as exc:
+            assert waiter is not None, "only a sent request's waiter carries these errors"
+            error = self._failure(exc, waiter, topic, method, args, timeout_s)
+            outcome = outcome_of(error)
+            # Redis errors stay chained for their traceback; the internal signals do not.
+            raise error from (exc if isinstance(exc, RedisError | OSError) else None)
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            span.set_outcome(outcome)
+            span.end()
+            self._observer.request_finished(topic, method, outcome, time.monotonic() - started)
 
     async def serve(
         self,

@@ -32,13 +32,26 @@ class SpanHandle(Protocol):
         """Record the request's or task's outcome."""
 
 
+class RequestSpan(SpanHandle, Protocol):
+    """A request's span, opened by :meth:`Tracing.start_request` and ended by :meth:`end`."""
+
+    def set_request_id(self, request_id: str) -> None:
+        """Record the request id, once the request has one."""
+
+    def end(self) -> None:
+        """End the span."""
+
+
 class Tracing(Protocol):
     """Opens spans for requests and tasks; see :func:`create_tracing`."""
 
-    def request_span(
-        self, topic: str, method: str, carrier: MutableMapping[str, Any]
-    ) -> contextlib.AbstractContextManager[SpanHandle]:
-        """Open a request's span and write its trace context into ``carrier``."""
+    def start_request(self, topic: str, method: str, carrier: MutableMapping[str, Any]) -> RequestSpan:
+        """Open a request's span and write its trace context into ``carrier``.
+
+        The span does not become the current one: nothing runs inside it but the
+        request itself. An explicit end, rather than a ``with`` block, keeps a
+        pending request from holding a context manager's exit method.
+        """
 
     def task_span(
         self, topic: str, method: str, request_id: str, carrier: Mapping[str, Any]
@@ -52,23 +65,26 @@ class _NoSpan:
     def set_outcome(self, outcome: str) -> None:
         pass
 
+    def set_request_id(self, request_id: str) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
     def __enter__(self) -> _NoSpan:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        return None
+        pass
 
 
-# Requests without tracing share one object instead of making a context manager each.
 _NO_SPAN = _NoSpan()
 
 
 class NoTracing:
     """The tracing of a client created without ``tracing=True``: no spans at all."""
 
-    def request_span(
-        self, topic: str, method: str, carrier: MutableMapping[str, Any]
-    ) -> contextlib.AbstractContextManager[SpanHandle]:
+    def start_request(self, topic: str, method: str, carrier: MutableMapping[str, Any]) -> RequestSpan:
         return _NO_SPAN
 
     def task_span(

@@ -15,6 +15,7 @@ from ._tracing import (
     ATTRIBUTE_REQUEST_ID,
     ATTRIBUTE_SYSTEM,
     ATTRIBUTE_TOPIC,
+    RequestSpan,
     SpanHandle,
     propagated,
 )
@@ -34,6 +35,12 @@ class _OpenSpan:
         if outcome in _FAILED_OUTCOMES:
             self._span.set_status(Status(StatusCode.ERROR, outcome))
 
+    def set_request_id(self, request_id: str) -> None:
+        self._span.set_attribute(ATTRIBUTE_REQUEST_ID, request_id)
+
+    def end(self) -> None:
+        self._span.end()
+
 
 class OpenTelemetryTracing:
     """Spans from the global tracer provider, named after the topic and method."""
@@ -41,16 +48,11 @@ class OpenTelemetryTracing:
     def __init__(self) -> None:
         self._tracer = trace.get_tracer("tasq_fastapi")
 
-    @contextlib.contextmanager
-    def request_span(
-        self, topic: str, method: str, carrier: MutableMapping[str, Any]
-    ) -> Iterator[SpanHandle]:
+    def start_request(self, topic: str, method: str, carrier: MutableMapping[str, Any]) -> RequestSpan:
         attributes = {ATTRIBUTE_SYSTEM: _SYSTEM, ATTRIBUTE_TOPIC: topic, ATTRIBUTE_METHOD: method}
-        with self._tracer.start_as_current_span(
-            f"{topic}.{method}", kind=SpanKind.CLIENT, attributes=attributes
-        ) as span:
-            propagate.inject(carrier)
-            yield _OpenSpan(span)
+        span = self._tracer.start_span(f"{topic}.{method}", kind=SpanKind.CLIENT, attributes=attributes)
+        propagate.inject(carrier, context=trace.set_span_in_context(span))
+        return _OpenSpan(span)
 
     @contextlib.contextmanager
     def task_span(

@@ -59,6 +59,8 @@ async def test_tracing_task_span_continues_request_trace(
     assert server.attributes is not None
     assert server.attributes["messaging.destination.name"] == topic
     assert server.attributes["tasq.outcome"] == "ok"
+    assert client.attributes is not None
+    assert client.attributes["messaging.message.id"] == server.attributes["messaging.message.id"]
 
 
 async def test_tracing_marks_rejected_request(

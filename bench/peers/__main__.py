@@ -14,6 +14,9 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from tasq_fastapi import create_tasq
+
+from ..memory import PendingMemory, pending_memory
 from .machine import load_average, machine_lines, package_version, source_revision
 from .page import write_page
 from .processes import REPO_ROOT, redis_server
@@ -23,6 +26,9 @@ from .system import System
 
 SYSTEMS = ("tasq", "faststream", "taskiq", "arq", "celery")
 """Names of the ``echo_*`` modules, tasq-fastapi first."""
+
+PENDING_REQUESTS = 10_000
+"""Requests left pending for the memory measurement."""
 
 SYSTEM_TIMEOUT_S = 300.0
 """Upper bound on the measurements of one system, so that a stuck peer cannot stall the run."""
@@ -103,6 +109,7 @@ async def measure_all(options: argparse.Namespace, settings: Settings, command: 
                 # is printed and listed on the page.
                 skipped[system.name] = f"failed: {describe_error(exc)}"
                 print(f"skipping {system.name}: {skipped[system.name]}", flush=True)
+        memory = await measure_memory(redis_url) if "tasq" in options.systems else None
     packages.update((package, package_version(package)) for package in BENCH_PACKAGES)
     return Run(
         settings=settings,
@@ -119,7 +126,19 @@ async def measure_all(options: argparse.Namespace, settings: Settings, command: 
         packages=dict(sorted(packages.items())),
         machine=machine_lines(),
         revision=source_revision(REPO_ROOT),
+        memory=memory,
     )
+
+
+async def measure_memory(redis_url: str) -> PendingMemory:
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        async with await create_tasq(redis) as tasq:
+            memory = await pending_memory(tasq, redis, PENDING_REQUESTS)
+    finally:
+        await redis.aclose()
+    print(memory.describe(), flush=True)
+    return memory
 
 
 def interrupt(signal_number: int, frame: object) -> None:

@@ -71,6 +71,11 @@ def render_page(run: Run) -> str:
         "",
         *(f"- {line}" for line in ping_ratio_lines(run)),
         "",
+        "The memory figure counts what the runner's client holds while 10,000 requests to a "
+        "topic nobody serves wait for their replies (tracemalloc, `bench/memory.py`): the "
+        "callers' own asyncio tasks are measured apart, as the same number of callers "
+        "awaiting a plain future.",
+        "",
         "## Latency against requests in flight",
         "",
         f"![p50 and p99 latency against requests in flight]({PLOT_NAME})",

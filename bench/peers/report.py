@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..memory import PendingMemory
 from .runs import PAYLOAD, Settings, SystemResult
 
 TASQ = "tasq-fastapi"
@@ -28,6 +29,8 @@ class Run:
     machine: list[str]
     revision: str
     """The tasq-fastapi source measured."""
+    memory: PendingMemory | None
+    """Memory of pending tasq-fastapi requests, when tasq-fastapi ran."""
 
     @property
     def top_level(self) -> int:
@@ -82,7 +85,9 @@ def ping_ratio_lines(run: Run) -> list[str]:
     if tasq is None:
         return []
     ping, single = run.ping.levels[1], tasq.levels[1]
+    memory = [run.memory.describe()] if run.memory is not None else []
     return [
+        *memory,
         f"tasq-fastapi sequential p50 = {single.p50_s / ping.p50_s:.2f} PING round trips "
         f"(p99 = {single.p99_s / ping.p99_s:.2f})",
         f"tasq-fastapi throughput at {run.top_level} in flight = "
