@@ -134,7 +134,13 @@ class PubSubListener:
         """
         self._running = True
         self._connected = True
-        return self._read_loop()
+        self._last_received = time.monotonic()
+        return self._run()
+
+    async def _run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._read_loop(), name="tasq-listener-read")
+            group.create_task(self._watch(), name="tasq-listener-watchdog")
 
     async def _read_loop(self) -> None:
         failures = 0
@@ -144,10 +150,9 @@ class PubSubListener:
                     # A replacement pub/sub object whose first subscribe failed has no
                     # connection yet; subscribing again is its next attempt.
                     await self._pubsub.subscribe(*self._channels)
-                message = await self._pubsub.get_message(timeout=self._health_check_interval_s)
-                if message is None:
-                    await self._check_alive()
-                    continue
+                # No timeout per read: the watchdog bounds how long a silent
+                # connection is trusted, which saves a timeout context per message.
+                response = await self._pubsub.parse_response(block=True)
             except (RedisError, OSError) as exc:
                 failures += 1
                 self._on_read_failed(exc, failures)
@@ -161,19 +166,26 @@ class PubSubListener:
                 logger.info("Pub/sub connection restored after %d failed reads.", failures)
                 failures = 0
             self._connected = True
-            self._dispatch(message)
+            self._dispatch_response(response)
 
-    async def _check_alive(self) -> None:
+    async def _watch(self) -> None:
         # A connection dropped without a FIN never errors on its own: nothing arrives
         # and writes still succeed. A PING on a quiet connection must bring a reply
-        # before the next check, or the connection is treated as dead.
-        silent_s = time.monotonic() - self._last_received
-        if silent_s > 2 * self._health_check_interval_s:
+        # within the next interval, or the connection is closed, which ends the read
+        # in progress with an error and so starts a reconnect.
+        interval_s = self._health_check_interval_s
+        while True:
+            await asyncio.sleep(interval_s)
+            silent_s = time.monotonic() - self._last_received
+            if not self._connected or silent_s < interval_s:
+                continue
             connection = self._pubsub.connection
-            if connection is not None:
+            if silent_s > 2 * interval_s and connection is not None:
+                logger.warning("No reply on the pub/sub connection for %.1f s; reconnecting.", silent_s)
+                self._last_received = time.monotonic()
                 await connection.disconnect()
-            raise ConnectionError(f"no reply on the pub/sub connection for {silent_s:.1f} s")
-        await self._pubsub.ping()
+            else:
+                await self._send("PING")
 
     async def _replace_pubsub(self) -> None:
         # A Redis Cluster pub/sub object stays bound to the node it first chose, so
@@ -208,16 +220,25 @@ class PubSubListener:
             logger.debug("Pub/sub reconnect attempt %d failed: %r", failures, exc)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        channel = self._channels.get(message["channel"])
+        # Messages parsed by redis-py, read while waiting for a confirmation.
+        self._dispatch_parts(message["type"].encode(), message["channel"], message["data"])
+
+    def _dispatch_response(self, response: Any) -> None:
+        # A raw pub/sub reply: [kind, channel, data] for messages and (un)subscribe
+        # confirmations, [b"pong", data] for a PING, or a plain PONG with RESP3.
+        if isinstance(response, list) and len(response) == 3:
+            self._dispatch_parts(response[0], response[1], response[2])
+
+    def _dispatch_parts(self, kind: bytes, channel_name: bytes, data: Any) -> None:
+        channel = self._channels.get(channel_name)
         if channel is None:
             return
 
-        kind = message["type"]
         try:
-            if kind == "message":
-                channel.on_message(message["data"])
-            elif kind == "subscribe" and channel.on_subscribed is not None:
+            if kind == b"message":
+                channel.on_message(data)
+            elif kind == b"subscribe" and channel.on_subscribed is not None:
                 channel.on_subscribed()
         except Exception:
             # A callback bug must not stop replies and notifications for everyone.
-            logger.exception("Callback for channel=%s failed.", message["channel"].decode(errors="replace"))
+            logger.exception("Callback for channel=%s failed.", channel_name.decode(errors="replace"))
