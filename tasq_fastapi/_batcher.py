@@ -20,9 +20,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
 
 from ._connect import RedisClient
+from ._dedicated import DedicatedConnection
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +70,8 @@ class CommandBatcher:
 
     def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
+        # A Redis Cluster needs redis-py's pipeline, which sends each command to its node.
+        self._connection = None if isinstance(redis, RedisCluster) else DedicatedConnection(redis)
         self._pushes: list[_Push] = []
         self._commands: list[_Command] = []
         self._wakeup = asyncio.Event()
@@ -91,8 +97,8 @@ class CommandBatcher:
             await self._write_queued()
 
     async def _write_queued(self) -> None:
-        # A helper frame, so that nothing holds a written batch's payloads while the
-        # loop waits for the next one.
+        # A helper frame, so that no reference to a written batch's payloads stays
+        # alive while the loop waits for the next one.
         pushes, self._pushes = self._pushes, []
         commands, self._commands = self._commands, []
         await self._write(pushes, commands)
@@ -139,17 +145,50 @@ class CommandBatcher:
 
     async def _send(self, groups: list[list[_Push]], commands: list[_Command], *, use_sha: bool) -> list[Any]:
         now_ms = time.time() * 1000
-        pipe = self._redis.pipeline(transaction=False)
+        batch: list[tuple[Any, ...]] = []
         for group in groups:
             ttl_ms = max(1, math.ceil(max(push.deadline_unix_ms for push in group) - now_ms))
             payloads = [push.payload for push in group]
             if use_sha:
-                pipe.execute_command("EVALSHA", self._script_sha, 1, group[0].key, ttl_ms, *payloads)
+                batch.append(("EVALSHA", self._script_sha, 1, group[0].key, ttl_ms, *payloads))
             else:
-                pipe.execute_command("EVAL", PUSH_SCRIPT, 1, group[0].key, ttl_ms, *payloads)
-        for command in commands:
-            pipe.execute_command(*command.args)
-        return list(await pipe.execute(raise_on_error=False))
+                batch.append(("EVAL", PUSH_SCRIPT, 1, group[0].key, ttl_ms, *payloads))
+        batch.extend(command.args for command in commands)
+        if self._connection is None:
+            pipe = self._redis.pipeline(transaction=False)
+            for args in batch:
+                pipe.execute_command(*args)
+            return list(await pipe.execute(raise_on_error=False))
+        return await self._send_direct(self._connection, batch)
+
+    async def _send_direct(self, dedicated: DedicatedConnection, batch: list[tuple[Any, ...]]) -> list[Any]:
+        # A connection that has waited since its last batch may have been closed by a
+        # Redis restart, which only shows when it is used. Such a batch is sent once
+        # more on a new connection, as redis-py's own retry would. A batch that fails
+        # on a new connection fails its callers.
+        connection, connected = await dedicated.get()
+        try:
+            return await _write_and_read(connection, batch)
+        except RedisConnectionError as exc:
+            await dedicated.drop()
+            if connected:
+                raise
+            logger.info("Redis connection for writes was lost (%r); sending the batch again.", exc)
+        except BaseException:
+            await dedicated.drop()
+            raise
+
+        connection, _ = await dedicated.get()
+        try:
+            return await _write_and_read(connection, batch)
+        except BaseException:
+            await dedicated.drop()
+            raise
+
+    async def aclose(self) -> None:
+        """Give the write connection back to the pool; call it once :meth:`run` has stopped."""
+        if self._connection is not None:
+            await self._connection.release()
 
     def _fail(self, groups: list[list[_Push]], commands: list[_Command], error: BaseException) -> None:
         for group in groups:
@@ -157,6 +196,23 @@ class CommandBatcher:
                 _set_exception(push.waiter, error)
         for command in commands:
             _set_exception(command.waiter, error)
+
+
+async def _write_and_read(connection: AbstractConnection, batch: list[tuple[Any, ...]]) -> list[Any]:
+    await connection.send_packed_command(connection.pack_commands(batch), check_health=False)
+    # One timeout for the whole batch instead of redis-py's one per reply; it is the
+    # connection's socket_timeout, or none when that is not set.
+    async with asyncio.timeout(connection.socket_timeout):
+        return [await _read_reply(connection) for _ in batch]
+
+
+async def _read_reply(connection: AbstractConnection) -> Any:
+    # An error reply is that command's result, as in a pipeline with
+    # raise_on_error=False; the connection stays usable.
+    try:
+        return await connection.read_response(timeout=math.inf)
+    except ResponseError as exc:
+        return exc
 
 
 def _group_pushes(pushes: Any) -> list[list[_Push]]:

@@ -456,6 +456,7 @@ class Tasq:
     async def _stop_background(self) -> None:
         await cancel_and_wait(self._background)
         self._batcher.fail_queued(ConnectionError("the Tasq client was closed"))
+        await self._batcher.aclose()
 
     def _fail_pending(self) -> None:
         self._pending.fail_all()

@@ -1,10 +1,11 @@
 """Taking tasks with BLMPOP, so that a pushed task reaches an idle server at once.
 
 A server that waits for a notification and then sends ``LPOP`` pays two trips
-through Redis before it sees a task: the notification, then the LPOP's round trip.
+through Redis before it receives a task: the notification, then the LPOP's round trip.
 A server blocked in ``BLMPOP`` gets the task in the reply Redis sends as soon as the
 task is pushed, which saves one round trip on every request that finds the server
-idle. The blocked connection is the server's own for its whole life.
+idle. The blocked connection is the server's own for its whole life
+(:class:`DedicatedConnection`).
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError, ResponseError
 
+from ._dedicated import DedicatedConnection
 from ._redis import execute
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class BlockingTaker:
     """Takes up to ``count`` tasks of the list ``key`` per call with ``BLMPOP``.
 
     Each call blocks up to ``block_s`` seconds while the list is empty. The taker
-    holds one connection of ``redis``'s pool until :meth:`aclose`. When that
+    keeps one connection of ``redis``'s pool until :meth:`aclose`. When that
     connection fails, the failing call raises and the next call connects again.
     """
 
@@ -40,7 +41,7 @@ class BlockingTaker:
         self._redis = redis
         self._key = key
         self._block_s = block_s
-        self._connection: AbstractConnection | None = None
+        self._connection = DedicatedConnection(redis)
         # Redis's id of the blocked connection, for CLIENT UNBLOCK; None when this
         # user may not run CLIENT ID.
         self._client_id: int | None = None
@@ -51,17 +52,19 @@ class BlockingTaker:
         Raises ``redis.exceptions.NoPermissionError`` when the Redis user may not run
         BLMPOP, and other ``RedisError`` or ``OSError`` when Redis fails.
         """
-        connection = await self._connected()
+        connection, connected = await self._connection.get()
+        if connected:
+            self._client_id = await _client_id(connection)
         command = ("BLMPOP", self._block_s, 1, self._key, "LEFT", "COUNT", count)
         try:
             await connection.send_command(*command, check_health=False)
-            # A dead connection never answers: the read gets the BLMPOP's own time
+            # A dead connection never replies: the read gets the BLMPOP's own time
             # plus a margin. math.inf keeps a shorter socket_timeout from cutting
             # an idle BLMPOP short; redis-py closes the connection if the read fails.
             async with asyncio.timeout(self._block_s + _READ_MARGIN_S):
                 reply: Any = await connection.read_response(timeout=math.inf)
         except BaseException:
-            await connection.disconnect()
+            await self._connection.drop()
             raise
         if reply is None:
             return []
@@ -83,27 +86,7 @@ class BlockingTaker:
 
     async def aclose(self) -> None:
         """Give the connection back to the pool; call it once no take is running."""
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            await self._redis.connection_pool.release(connection)
-
-    async def _connected(self) -> AbstractConnection:
-        connection = self._connection
-        if connection is None:
-            # redis-py leaves these two untyped.
-            get_connection: Callable[[], Awaitable[AbstractConnection]] = (
-                self._redis.connection_pool.get_connection
-            )
-            connection = await get_connection()
-            self._connection = connection
-        elif connection.is_connected:
-            return connection
-        else:
-            connect: Callable[[], Awaitable[None]] = connection.connect
-            await connect()
-
-        self._client_id = await _client_id(connection)
-        return connection
+        await self._connection.release()
 
 
 async def _client_id(connection: AbstractConnection) -> int | None:
@@ -112,3 +95,6 @@ async def _client_id(connection: AbstractConnection) -> int | None:
         return int(await connection.read_response())
     except ResponseError:
         return None
+    except BaseException:
+        await connection.disconnect()
+        raise
