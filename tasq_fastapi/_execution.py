@@ -7,12 +7,13 @@ import contextvars
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import _protocol
 from ._context import TasqRequestContext, reset_request_context, set_request_context
+from ._deadlines import DeadlineTimers
 from ._errors import TasqEncodeError, TasqInvalidArgsError
 from ._protocol import Request, ResponseStatus
 
@@ -23,6 +24,9 @@ Handler = Callable[[Any], Any]
 
 DefaultHandler = Callable[[str, Any], Any]
 """A catch-all handler: called with the method name and the args."""
+
+# A handler, the arguments it is called with, and whether it is async.
+_Target = tuple[Callable[..., Any], tuple[Any, ...], bool]
 
 # Maximum length of an exception message sent back to a caller, in characters.
 _MAX_ERROR_MESSAGE_LENGTH = 1000
@@ -56,6 +60,7 @@ class HandlerRunner:
         self._threads = threads
         self._cancel_at_deadline = cancel_at_deadline
         self._executor: ThreadPoolExecutor | None = None
+        self._deadlines: DeadlineTimers[_DeadlineAlarm] = DeadlineTimers(_DeadlineAlarm.fire)
 
     @property
     def method_names(self) -> list[str]:
@@ -69,12 +74,13 @@ class HandlerRunner:
 
     def close(self) -> None:
         """Stop the worker threads of plain handlers once they finish."""
+        self._deadlines.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, request: Request) -> tuple[str, bytes | None]:
-        call = self._resolve(request)
-        if call is None:
+        target = self._resolve(request)
+        if target is None:
             return "unknown_method", _encode(request, ResponseStatus.UNKNOWN_METHOD)
 
         context = TasqRequestContext(
@@ -86,7 +92,7 @@ class HandlerRunner:
         )
         token = set_request_context(context)
         try:
-            result = await self._call_with_deadline(call, request, context)
+            result = await self._call_with_deadline(target, request, context)
         except _DeadlineExceeded:
             return "deadline_exceeded", None
         except TasqInvalidArgsError as exc:
@@ -106,32 +112,31 @@ class HandlerRunner:
             reset_request_context(token)
         return _encode_result(self._topic, request, result, self._max_message_bytes)
 
-    def _resolve(self, request: Request) -> Callable[[], Awaitable[Any]] | None:
+    def _resolve(self, request: Request) -> _Target | None:
         handler = self._handlers.get(request.method)
         if handler is not None:
-            is_async = self._async_by_method[request.method]
-            return functools.partial(self._invoke, handler, is_async, request.args)
+            return handler, (request.args,), self._async_by_method[request.method]
         default = self._default_handler
         if default is not None:
-            is_async = self._default_is_async
-            return functools.partial(self._invoke, default, is_async, request.method, request.args)
+            return default, (request.method, request.args), self._default_is_async
         return None
 
     async def _call_with_deadline(
-        self, call: Callable[[], Awaitable[Any]], request: Request, context: TasqRequestContext
+        self, target: _Target, request: Request, context: TasqRequestContext
     ) -> Any:
+        function, args, is_async = target
+        # An async handler is awaited directly: a wrapping coroutine would add a frame
+        # and a step to every task.
+        awaitable = function(*args) if is_async else self._run_plain(function, args)
         if not self._cancel_at_deadline:
-            return await call()
+            return await awaitable
 
-        # One timer that cancels this task is all the deadline needs: asyncio.timeout()
-        # would add a context object and its rescheduling to every task.
         task = asyncio.current_task()
         assert task is not None, "handlers always run inside the server's own task"
-        loop = asyncio.get_running_loop()
         alarm = _DeadlineAlarm(task)
-        timer = loop.call_at(loop.time() + context.time_remaining(), alarm.fire)
+        key = self._deadlines.add(alarm, context.time_remaining())
         try:
-            return await call()
+            return await awaitable
         except asyncio.CancelledError:
             # Only the alarm's own cancellation becomes a deadline; one from a closing
             # server, still counted by cancelling() once the alarm's is undone, goes on.
@@ -145,14 +150,11 @@ class HandlerRunner:
             )
             raise _DeadlineExceeded from None
         finally:
-            timer.cancel()
+            self._deadlines.remove(alarm, key)
             # A handler that swallowed the alarm's cancellation still had it counted.
             alarm.disarm()
 
-    async def _invoke(self, function: Callable[..., Any], is_async: bool, *args: Any) -> Any:
-        if is_async:
-            return await function(*args)
-
+    async def _run_plain(self, function: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         # Plain functions run in this server's own threads, so that they never block
         # the event loop and ``threads`` bounds them too. The copied context carries
         # the request context into the thread.
