@@ -13,6 +13,7 @@ caller's limit.
 from __future__ import annotations
 
 import io
+import threading
 from typing import Any
 
 import cbor2
@@ -45,6 +46,27 @@ def _decode_unknown_tag(tag: cbor2.CBORTag, _immutable: bool) -> Any:
 _SEMANTIC_DECODERS = {tag: _reject_tag(tag) for tag in _REJECTED_SEMANTIC_TAGS}
 
 
+# One decoder per thread, reused: building one costs about as much as decoding a
+# small message. Shared and string references, whose tables a decoder keeps between
+# items, are among the rejected tags, so no state carries from one message to the next.
+_cached = threading.local()
+_EMPTY_STREAM = io.BytesIO(b"")
+
+
+def _decoder() -> cbor2.CBORDecoder:
+    decoder: cbor2.CBORDecoder | None = getattr(_cached, "decoder", None)
+    if decoder is None:
+        decoder = cbor2.CBORDecoder(
+            _EMPTY_STREAM,
+            tag_hook=_decode_unknown_tag,
+            semantic_decoders=_SEMANTIC_DECODERS,
+            max_depth=MAX_DEPTH,
+            strict_hashable_types=True,
+        )
+        _cached.decoder = decoder
+    return decoder
+
+
 def decode(data: bytes, *, max_bytes: int) -> Any:
     """Decode one CBOR item that must fill ``data`` exactly.
 
@@ -56,17 +78,18 @@ def decode(data: bytes, *, max_bytes: int) -> Any:
         raise TasqProtocolError(f"Message of {len(data)} bytes exceeds the maximum of {max_bytes} bytes.")
 
     stream = io.BytesIO(data)
-    decoder = cbor2.CBORDecoder(
-        stream,
-        tag_hook=_decode_unknown_tag,
-        semantic_decoders=_SEMANTIC_DECODERS,
-        max_depth=MAX_DEPTH,
-        strict_hashable_types=True,
-    )
+    decoder = _decoder()
+    decoder.fp = stream
     try:
         value = decoder.decode()
     except (cbor2.CBORDecodeError, ValueError, OverflowError, MemoryError) as exc:
+        # A decoder is reused only after a clean decode; nothing is assumed about
+        # its state after a failure.
+        _cached.decoder = None
         raise TasqProtocolError(f"Message is not valid CBOR: {_sentence(exc)}.") from exc
+    finally:
+        # The decoder outlives the call; it must not keep the message alive.
+        decoder.fp = _EMPTY_STREAM
 
     if stream.tell() != len(data):
         raise TasqProtocolError(f"Message has {len(data) - stream.tell()} bytes after its CBOR item.")

@@ -233,6 +233,25 @@ def test_decode_rejects_unsafe_cbor(data: bytes) -> None:
         decode(data, max_bytes=MAX_BYTES)
 
 
+def test_decode_after_a_failure_starts_fresh() -> None:
+    depth_limit = 100
+    too_deep = cbor2.dumps(_nested(depth_limit + 10))
+    just_deep_enough = cbor2.dumps(_nested(depth_limit))
+
+    for bad in (too_deep, b"\x9f\x01", b"\xd8\x1c\x01"):
+        with pytest.raises(TasqProtocolError):
+            decode(bad, max_bytes=1000)
+        assert decode(just_deep_enough, max_bytes=1000) == _nested(depth_limit)
+        assert decode(b"\x83\x01\x02\x03", max_bytes=10) == [1, 2, 3]
+
+
+def _nested(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 def test_decode_rejects_oversized_message() -> None:
     with pytest.raises(TasqProtocolError, match="exceeds the maximum of 10 bytes"):
         decode(cbor2.dumps("x" * 20), max_bytes=10)
