@@ -2,7 +2,7 @@
 
 Clients time out requests and servers cancel handlers at their callers' deadlines.
 An event-loop timer per request would cost about 200 bytes on asyncio and over 500
-on uvloop, plus its scheduling; requests sent together mostly share a few
+on uvloop, plus its scheduling. Requests sent together mostly share a few
 milliseconds of deadline, so one timer per millisecond serves them all.
 """
 
@@ -59,7 +59,7 @@ class DeadlineTimers(Generic[_Item]):
         self._items.clear()
 
     def __len__(self) -> int:
-        """The number of timers running."""
+        """Return the number of timers running."""
         return len(self._timers)
 
     def _expire(self, key: int) -> None:

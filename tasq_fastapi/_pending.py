@@ -1,6 +1,6 @@
 """The requests a client is waiting on: their futures and their deadlines.
 
-A pending request costs what its caller must hold anyway plus a small future; its
+A pending request costs what its caller must hold anyway plus a small future. Its
 deadline shares a timer with every request whose deadline falls in the same
 millisecond (:class:`DeadlineTimers`).
 """
@@ -21,7 +21,7 @@ _RANDOM_BUFFER_IDS = 1024
 
 
 class Waiter(asyncio.Future[Response]):
-    """The future a request's caller awaits; it knows its request id and deadline slot."""
+    """The future a request's caller awaits, with its request id and deadline key."""
 
     __slots__ = ("deadline_key", "request_id")
 
