@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,9 +26,18 @@ async def echo(args: Any) -> Any:
     return args
 
 
+async def work(args: Any) -> Any:
+    # Stands for a handler's own CPU work: it keeps the worker's event loop busy for
+    # args["cpu_s"] seconds, as computing a result in Python would.
+    busy_until = time.perf_counter() + args["cpu_s"]
+    while time.perf_counter() < busy_until:
+        pass
+    return args
+
+
 async def serve(redis_url: str) -> None:
     async with await create_tasq(redis_url) as tasq:
-        await tasq.serve(TOPIC, {"echo": echo}, threads=CONCURRENCY)
+        await tasq.serve(TOPIC, {"echo": echo, "work": work}, threads=CONCURRENCY)
         await until_terminated()
 
 
@@ -37,6 +47,17 @@ async def connect(redis_url: str) -> AsyncIterator[Echo]:
 
         async def call(args: Any) -> Any:
             return await tasq.request(TOPIC, "echo", args, timeout=REQUEST_TIMEOUT_S)
+
+        yield call
+
+
+@asynccontextmanager
+async def connect_work(redis_url: str) -> AsyncIterator[Echo]:
+    """Yield a call of the ``work`` method, which spends ``args["cpu_s"]`` seconds of CPU."""
+    async with await create_tasq(redis_url) as tasq:
+
+        async def call(args: Any) -> Any:
+            return await tasq.request(TOPIC, "work", args, timeout=REQUEST_TIMEOUT_S)
 
         yield call
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..memory import PendingMemory
-from .runs import PAYLOAD, Settings, SystemResult
+from .runs import PAYLOAD, WORK_CPU_S, Settings, SystemResult
 
 TASQ = "tasq-fastapi"
 
@@ -141,8 +141,29 @@ def tasq_tables(run: Run) -> list[str]:
     if tasq is None:
         return []
     top = run.top_level
-    worker_rows = [["worker processes", f"req/s, {top} in flight", "p99 us"]]
-    worker_rows += [[str(count), f"{load.rate:,.0f}", us(load.p99_s)] for count, load in tasq.workers.items()]
+    work_us = f"{WORK_CPU_S * 1e6:.0f} us"
+    worker_rows = [
+        [
+            "worker processes",
+            f"echo: req/s, {top} in flight",
+            "echo: p99 us",
+            "echo: Redis CPU",
+            f"{work_us} CPU handler: req/s",
+            f"{work_us} CPU handler: Redis CPU",
+        ]
+    ]
+    for count, load in tasq.workers.items():
+        work = tasq.cpu_workers.get(count)
+        worker_rows.append(
+            [
+                str(count),
+                f"{load.rate:,.0f}",
+                us(load.p99_s),
+                f"{tasq.redis_cpu.get(('echo', count), 0.0):.0%}",
+                f"{work.rate:,.0f}" if work else "-",
+                f"{tasq.redis_cpu.get(('work', count), 0.0):.0%}",
+            ]
+        )
     payload_rows = [
         ["`data` string", "sequential p50 us", f"req/s, {run.settings.payload_in_flight} in flight", "MB/s"]
     ]
@@ -153,8 +174,12 @@ def tasq_tables(run: Run) -> list[str]:
         payload_rows.append([f"{size:,} B", "failed", error, "-"])
     return [
         "### tasq-fastapi with more worker processes\n",
-        f"Throughput with 1 to {max(tasq.workers)} worker processes serving one topic, each running up "
-        f"to {top} handlers at once; the client is the same single process.\n",
+        f"Throughput with 1 to {max(tasq.workers, default=1)} worker processes serving one topic, each "
+        f"running up to {top} handlers at once; the client is the same single process. The echo "
+        f"handler does no work of its own; the other handler keeps its worker's CPU busy for {work_us} "
+        "per request, as a handler computing its result would. Redis CPU is the share of one core "
+        "Redis used during the run (`INFO cpu`), which shows how far Redis is from being the "
+        "bottleneck.\n",
         markdown_table(worker_rows),
         "",
         "### tasq-fastapi with larger args\n",

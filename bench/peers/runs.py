@@ -19,6 +19,8 @@ PAYLOAD = {"id": 1, "name": "bench"}
 WARM_UP_REQUESTS = 200
 WARM_UP_LOAD_S = 1.0
 READY_TIMEOUT_S = 60.0
+WORK_CPU_S = 0.0002
+"""CPU time the ``work`` handler of the worker-process runs spends per request, in seconds."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,10 @@ class SystemResult:
     """Results by requests in flight; 1 is the sequential run."""
     workers: dict[int, LoadResult] = field(default_factory=dict)
     """tasq-fastapi only: results by number of worker processes, at the largest level."""
+    cpu_workers: dict[int, LoadResult] = field(default_factory=dict)
+    """tasq-fastapi only: the same with a handler that spends :data:`WORK_CPU_S` of CPU."""
+    redis_cpu: dict[tuple[str, int], float] = field(default_factory=dict)
+    """tasq-fastapi only: Redis's CPU seconds per second in each run by (handler, workers)."""
     payloads: dict[int, tuple[LoadResult, LoadResult]] = field(default_factory=dict)
     """tasq-fastapi only: (sequential, loaded) results by size of the args' data string."""
     payload_errors: dict[int, str] = field(default_factory=dict)
@@ -150,20 +156,43 @@ async def measure_tasq_workers(
     stack: AsyncExitStack,
     result: SystemResult,
 ) -> None:
-    """Add worker processes on the same topic, one count after another, and measure throughput."""
+    """Add worker processes on the same topic, one count after another, and measure throughput.
+
+    Each count runs the echo handler and a handler that spends :data:`WORK_CPU_S` of CPU
+    per request, and records how busy Redis was meanwhile.
+    """
+    from .echo_tasq import connect_work
+
     in_flight = max(settings.levels)
+    work = await stack.enter_async_context(connect_work(redis_url))
+    work_call = functools.partial(work, {**PAYLOAD, "cpu_s": WORK_CPU_S})
+    redis = await stack.enter_async_context(aioredis.Redis.from_url(redis_url))
     running = 1
-    result.workers[1] = result.levels[in_flight]
-    for count in sorted(settings.tasq_workers):
-        if count <= running:
-            continue
-        await stack.enter_async_context(
-            worker_processes(system.module, count - running, redis_url, settings.loop, settings.log_dir)
+    for count in sorted({1, *settings.tasq_workers}):
+        if count > running:
+            await stack.enter_async_context(
+                worker_processes(system.module, count - running, redis_url, settings.loop, settings.log_dir)
+            )
+            running = count
+            # The new workers start listening within a second; until then the running
+            # ones take all the tasks, so the warm-up waits them in.
+            await asyncio.sleep(2.0)
+            await under_load(call, in_flight, WARM_UP_LOAD_S)
+        for name, measured, results in (
+            ("echo", call, result.workers),
+            ("work", work_call, result.cpu_workers),
+        ):
+            before = await redis_cpu_s(redis)
+            results[count] = await under_load(measured, in_flight, settings.seconds)
+            result.redis_cpu[name, count] = (await redis_cpu_s(redis) - before) / settings.seconds
+        print(
+            f"  {count} worker processes: echo {result.workers[count].rate:8.0f} req/s, "
+            f"{WORK_CPU_S * 1e6:.0f} us CPU handler {result.cpu_workers[count].rate:8.0f} req/s",
+            flush=True,
         )
-        running = count
-        # The new workers start listening within a second; until then the running
-        # ones take all the tasks, so the warm-up waits them in.
-        await asyncio.sleep(2.0)
-        await under_load(call, in_flight, WARM_UP_LOAD_S)
-        result.workers[count] = await under_load(call, in_flight, settings.seconds)
-        print(f"  {count} worker processes: {result.workers[count].rate:8.0f} req/s", flush=True)
+
+
+async def redis_cpu_s(redis: aioredis.Redis) -> float:
+    """Return the CPU time Redis has used so far, user and system, in seconds."""
+    info = await redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
