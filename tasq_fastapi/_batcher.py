@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,12 @@ from ._connect import RedisClient
 from ._dedicated import DedicatedConnection
 
 logger = logging.getLogger(__name__)
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # the hiredis extra is not installed
+    _hiredis_pack = None
 
 # KEYS[1] is the topic's list, ARGV[1] the expiry in milliseconds, ARGV[2..] the tasks.
 # PEXPIRE NX gives a new list its expiry, PEXPIRE GT only ever extends it, so a short
@@ -198,8 +205,17 @@ class CommandBatcher:
             _set_exception(command.waiter, error)
 
 
+def _pack(connection: AbstractConnection, batch: list[tuple[Any, ...]]) -> list[bytes]:
+    if _hiredis_pack is None:
+        return connection.pack_commands(batch)
+    # hiredis packs a command in C, about ten times faster than redis-py's packing,
+    # which checks and encodes every argument in Python first. The arguments here
+    # are only str, bytes and int, which it encodes as redis-py would.
+    return [b"".join([_hiredis_pack(args) for args in batch])]
+
+
 async def _write_and_read(connection: AbstractConnection, batch: list[tuple[Any, ...]]) -> list[Any]:
-    await connection.send_packed_command(connection.pack_commands(batch), check_health=False)
+    await connection.send_packed_command(_pack(connection, batch), check_health=False)
     # One timeout for the whole batch instead of redis-py's one per reply; it is the
     # connection's socket_timeout, or none when that is not set.
     async with asyncio.timeout(connection.socket_timeout):

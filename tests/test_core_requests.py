@@ -15,6 +15,7 @@ from tasq_fastapi import (
     TasqRequestRejectedError,
     TasqRequestTimeoutError,
     TasqRequestUnknownMethodError,
+    _batcher,
     create_tasq,
     get_request_context,
 )
@@ -277,6 +278,23 @@ async def test_handler_that_ignores_deadline_cancellation_leaves_server_working(
 
     await asyncio.wait_for(finished.wait(), WAIT_S)
     assert await tasq.request(topic, "echo", 7) == 7
+
+
+async def test_request_round_trip_packs_without_hiredis(
+    tasq: Tasq, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without the hiredis extra, batches are packed by redis-py.
+    monkeypatch.setattr(_batcher, "_hiredis_pack", None)
+
+    async def echo(args: Any) -> Any:
+        return args
+
+    await tasq.serve(topic, {"echo": echo})
+
+    assert await tasq.request(topic, "echo", {"text": "no hiredis", "data": b"\x00\x01"}) == {
+        "text": "no hiredis",
+        "data": b"\x00\x01",
+    }
 
 
 async def test_handler_keeps_running_when_told(tasq: Tasq, topic: str) -> None:
