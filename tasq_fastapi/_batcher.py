@@ -175,7 +175,7 @@ class CommandBatcher:
         # on a new connection fails its callers.
         connection, connected = await dedicated.get()
         try:
-            return await _write_and_read(connection, batch)
+            return await _write_and_read(connection, batch, dedicated.timeout_s)
         except RedisConnectionError as exc:
             await dedicated.drop()
             if connected:
@@ -187,15 +187,15 @@ class CommandBatcher:
 
         connection, _ = await dedicated.get()
         try:
-            return await _write_and_read(connection, batch)
+            return await _write_and_read(connection, batch, dedicated.timeout_s)
         except BaseException:
             await dedicated.drop()
             raise
 
     async def aclose(self) -> None:
-        """Give the write connection back to the pool; call it once :meth:`run` has stopped."""
+        """Close the write connection; call it once :meth:`run` has stopped."""
         if self._connection is not None:
-            await self._connection.release()
+            await self._connection.aclose()
 
     def _fail(self, groups: list[list[_Push]], commands: list[_Command], error: BaseException) -> None:
         for group in groups:
@@ -214,11 +214,13 @@ def _pack(connection: AbstractConnection, batch: list[tuple[Any, ...]]) -> list[
     return [b"".join([_hiredis_pack(args) for args in batch])]
 
 
-async def _write_and_read(connection: AbstractConnection, batch: list[tuple[Any, ...]]) -> list[Any]:
-    await connection.send_packed_command(_pack(connection, batch), check_health=False)
-    # One timeout for the whole batch instead of redis-py's one per reply; it is the
-    # connection's socket_timeout, or none when that is not set.
-    async with asyncio.timeout(connection.socket_timeout):
+async def _write_and_read(
+    connection: AbstractConnection, batch: list[tuple[Any, ...]], timeout_s: float | None
+) -> list[Any]:
+    # One timeout for the whole batch, the pool's socket_timeout, instead of redis-py's
+    # one per write and per reply.
+    async with asyncio.timeout(timeout_s):
+        await connection.send_packed_command(_pack(connection, batch), check_health=False)
         return [await _read_reply(connection) for _ in batch]
 
 

@@ -1,10 +1,12 @@
-"""A connection taken from a redis-py pool and kept by one owner until it closes.
+"""A connection of its own for one owner, made with a redis-py pool's settings.
 
 The server's BLMPOP and the client's batched writes each run in one task, one
-command or pipeline at a time. Keeping a connection for them saves the pool's
-checkout and return on every call, and lets them read replies without redis-py's
-per-command wrapping. Only a plain ``redis.asyncio.Redis`` has a single pool; a
-Redis Cluster routes commands per node and keeps its own connections.
+command or pipeline at a time. A connection of their own saves the pool's checkout
+and return on every call, and lets them bound a whole batch with one timeout:
+redis-py applies ``socket_timeout`` to every write and every reply, and on Python
+3.11 each timed write starts a task of its own. Only a plain
+``redis.asyncio.Redis`` has a single pool; a Redis Cluster routes commands per node
+and keeps its own connections.
 """
 
 from __future__ import annotations
@@ -16,30 +18,44 @@ from redis.asyncio.connection import AbstractConnection
 
 
 class DedicatedConnection:
-    """One connection of ``redis``'s pool, connected again after a failure.
+    """One connection made by ``redis``'s pool but not kept in it, connected again after a failure.
 
-    The owner calls :meth:`get` before each use and :meth:`drop` after a failed
-    one, which closes the connection so that the next :meth:`get` makes it again.
+    The owner calls :meth:`get` before each use and :meth:`drop` after a failed one,
+    which closes the connection so that the next :meth:`get` makes it again. Reads
+    and writes on it have no timeout of their own: the owner bounds them, with
+    :attr:`timeout_s` where it has no better bound. Connecting still uses the pool's
+    ``socket_timeout``.
     """
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._connection: AbstractConnection | None = None
+        self._timeout_s: float | None = None
+
+    @property
+    def timeout_s(self) -> float | None:
+        """The pool's ``socket_timeout`` in seconds, or None when it has none."""
+        return self._timeout_s
 
     async def get(self) -> tuple[AbstractConnection, bool]:
         """Return the connection, connected, and whether it was (re)connected just now."""
         connection = self._connection
         if connection is None:
-            # redis-py leaves these two untyped.
-            get_connection: Callable[[], Awaitable[AbstractConnection]] = (
-                self._redis.connection_pool.get_connection
-            )
-            self._connection = await get_connection()
-            return self._connection, True
-        if connection.is_connected:
+            # redis-py leaves make_connection() and connect() untyped.
+            make_connection: Callable[[], AbstractConnection] = self._redis.connection_pool.make_connection
+            connection = make_connection()
+            self._timeout_s = connection.socket_timeout
+            self._connection = connection
+        elif connection.is_connected:
             return connection, False
-        connect: Callable[[], Awaitable[None]] = connection.connect
-        await connect()
+
+        # The handshake (AUTH, HELLO, SELECT) keeps the pool's timeout.
+        connection.socket_timeout = self._timeout_s
+        try:
+            connect: Callable[[], Awaitable[None]] = connection.connect
+            await connect()
+        finally:
+            connection.socket_timeout = None
         return connection, True
 
     async def drop(self) -> None:
@@ -47,8 +63,8 @@ class DedicatedConnection:
         if self._connection is not None:
             await self._connection.disconnect()
 
-    async def release(self) -> None:
-        """Give the connection back to the pool; call it once nothing uses it."""
+    async def aclose(self) -> None:
+        """Close the connection for good; call it once nothing uses it."""
         connection, self._connection = self._connection, None
         if connection is not None:
-            await self._redis.connection_pool.release(connection)
+            await connection.disconnect()

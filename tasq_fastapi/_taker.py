@@ -33,7 +33,7 @@ class BlockingTaker:
     """Takes up to ``count`` tasks of the list ``key`` per call with ``BLMPOP``.
 
     Each call blocks up to ``block_s`` seconds while the list is empty. The taker
-    keeps one connection of ``redis``'s pool until :meth:`aclose`. When that
+    has a connection of its own until :meth:`aclose`. When that
     connection fails, the failing call raises and the next call connects again.
     """
 
@@ -53,15 +53,15 @@ class BlockingTaker:
         BLMPOP, and other ``RedisError`` or ``OSError`` when Redis fails.
         """
         connection, connected = await self._connection.get()
-        if connected:
-            self._client_id = await _client_id(connection)
         command = ("BLMPOP", self._block_s, 1, self._key, "LEFT", "COUNT", count)
         try:
-            await connection.send_command(*command, check_health=False)
-            # A dead connection never replies: the read gets the BLMPOP's own time
-            # plus a margin. math.inf keeps a shorter socket_timeout from cutting
-            # an idle BLMPOP short; redis-py closes the connection if the read fails.
+            if connected:
+                async with asyncio.timeout(self._connection.timeout_s):
+                    self._client_id = await _client_id(connection)
+            # A dead connection never replies: the BLMPOP gets its own time plus a
+            # margin, however short the pool's socket_timeout is.
             async with asyncio.timeout(self._block_s + _READ_MARGIN_S):
+                await connection.send_command(*command, check_health=False)
                 reply: Any = await connection.read_response(timeout=math.inf)
         except BaseException:
             await self._connection.drop()
@@ -85,16 +85,13 @@ class BlockingTaker:
             logger.debug("CLIENT UNBLOCK for the connection of %s failed: %r", self._key, exc)
 
     async def aclose(self) -> None:
-        """Give the connection back to the pool; call it once no take is running."""
-        await self._connection.release()
+        """Close the taker's connection; call it once no take is running."""
+        await self._connection.aclose()
 
 
 async def _client_id(connection: AbstractConnection) -> int | None:
     try:
         await connection.send_command("CLIENT", "ID", check_health=False)
-        return int(await connection.read_response())
+        return int(await connection.read_response(timeout=math.inf))
     except ResponseError:
         return None
-    except BaseException:
-        await connection.disconnect()
-        raise
