@@ -49,6 +49,23 @@ async def sequential(call: Call, count: int) -> LoadResult:
     return summarize(1, latencies, time.perf_counter() - started)
 
 
+async def interleaved(first: Call, second: Call, count: int) -> tuple[LoadResult, LoadResult]:
+    """Time ``count`` calls of each, one of ``first`` then one of ``second``, in turn.
+
+    Both then meet the same state of the machine: runs made one after the other can
+    differ by more than the two calls do, on a shared machine.
+    """
+    latencies: tuple[list[float], list[float]] = ([], [])
+    started = time.perf_counter()
+    for _ in range(count):
+        for call, samples in ((first, latencies[0]), (second, latencies[1])):
+            sent = time.perf_counter()
+            await call()
+            samples.append(time.perf_counter() - sent)
+    elapsed_s = time.perf_counter() - started
+    return summarize(1, latencies[0], elapsed_s), summarize(1, latencies[1], elapsed_s)
+
+
 async def under_load(call: Call, in_flight: int, seconds: float) -> LoadResult:
     """Keep ``in_flight`` calls outstanding for ``seconds`` and time each of them.
 

@@ -60,7 +60,11 @@ def render_page(run: Run) -> str:
         f"times {settings.requests:,} sequential requests (p50 and p99), then keeps 4, 16 and "
         f"{top} requests in flight for {settings.seconds:g} s each and times every request. "
         f"Throughput is the number of requests completed per second with {top} in flight. A plain "
-        "Redis PING through `redis.asyncio` is measured the same way as the unit of latency.",
+        "Redis PING through `redis.asyncio` is measured the same way as the unit of latency. A "
+        "PING's latency alone differs from one run to the next on a shared machine (p50 from 70 to "
+        "150 us here), so tasq-fastapi's sequential requests are also timed in turn with PINGs, one "
+        "PING then one request, and their p50s give the ratio in PING round trips that meet the same "
+        "machine state.",
         "",
         "## Results",
         "",

@@ -11,7 +11,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from .measure import Call, LoadResult, sequential, under_load
+from .measure import Call, LoadResult, interleaved, sequential, under_load
 from .processes import worker_processes
 from .system import Echo, System
 
@@ -54,6 +54,8 @@ class SystemResult:
     """tasq-fastapi only: (sequential, loaded) results by size of the args' data string."""
     payload_errors: dict[int, str] = field(default_factory=dict)
     """tasq-fastapi only: why the payload run of a size failed."""
+    interleaved: tuple[LoadResult, LoadResult] | None = None
+    """tasq-fastapi only: sequential (PING, request) latencies, measured in turn."""
 
 
 async def measure_levels(call: Call, settings: Settings, result: SystemResult) -> None:
@@ -118,6 +120,8 @@ async def measure_system(system: System, redis_url: str, settings: Settings) -> 
         await warm_up(call, max(settings.levels))
         await measure_levels(call, settings, result)
         if system.name == "tasq-fastapi":
+            ping_client = await stack.enter_async_context(aioredis.Redis.from_url(redis_url))
+            result.interleaved = await interleaved(ping_client.ping, call, settings.requests)
             await measure_tasq_payloads(echo, settings, result)
             await measure_tasq_workers(system, redis_url, call, settings, stack, result)
     return result
