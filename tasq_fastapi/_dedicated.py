@@ -2,9 +2,9 @@
 
 The server's BLMPOP and the client's batched writes each run in one task, one
 command or pipeline at a time. A connection of their own saves the pool's checkout
-and return on every call, and lets them bound a whole batch with one timeout:
-redis-py applies ``socket_timeout`` to every write and every reply, and on Python
-3.11 each timed write starts a task of its own. Only a plain
+and return on every call. It also lets them bound a whole batch with one timeout,
+where redis-py applies ``socket_timeout`` to every write and every reply, and on
+Python 3.11 starts a task for each timed write. Only a plain
 ``redis.asyncio.Redis`` has a single pool; a Redis Cluster routes commands per node
 and keeps its own connections.
 """
