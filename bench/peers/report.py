@@ -174,13 +174,30 @@ def tasq_tables(run: Run) -> list[str]:
             ]
         )
     payload_rows = [
-        ["`data` string", "sequential p50 us", f"req/s, {run.settings.payload_in_flight} in flight", "MB/s"]
+        [
+            "`data` string",
+            "sequential p50 us",
+            "Redis ECHO p50 us",
+            "p50 ÷ ECHO p50",
+            f"req/s, {run.settings.payload_in_flight} in flight",
+            "MB/s",
+        ]
     ]
     for size, (single, loaded) in tasq.payloads.items():
         megabytes = loaded.rate * size / 1e6
-        payload_rows.append([f"{size:,} B", us(single.p50_s), f"{loaded.rate:,.0f}", f"{megabytes:,.1f}"])
+        echo = tasq.payload_echo[size]
+        payload_rows.append(
+            [
+                f"{size:,} B",
+                us(single.p50_s),
+                us(echo.p50_s),
+                f"{single.p50_s / echo.p50_s:.2f}",
+                f"{loaded.rate:,.0f}",
+                f"{megabytes:,.1f}",
+            ]
+        )
     for size, error in tasq.payload_errors.items():
-        payload_rows.append([f"{size:,} B", "failed", error, "-"])
+        payload_rows.append([f"{size:,} B", "failed", "-", "-", error, "-"])
     return [
         "### tasq-fastapi with more worker processes\n",
         f"Throughput with 1 to {max(tasq.workers, default=1)} worker processes serving one topic, each "
@@ -194,7 +211,10 @@ def tasq_tables(run: Run) -> list[str]:
         "### tasq-fastapi with larger args\n",
         f"The args are `{PAYLOAD}` plus a `data` string of the given size; the handler echoes them back, "
         "so each request carries the data both ways; MB/s counts the args one way. The sequential "
-        f"p50 comes from {max(1, run.settings.requests // 4):,} requests. These runs keep "
+        f"p50 comes from {max(1, run.settings.requests // 4):,} requests. A Redis `ECHO` of the same "
+        "string through `redis.asyncio` (100 sequential calls) carries it once each way, where a "
+        "request carries it through Redis twice each way (client to server and back), so a ratio "
+        "near 2 means the data costs no more than moving it does. These runs keep "
         f"{run.settings.payload_in_flight} requests in flight: Redis closes a subscriber whose pending "
         "output exceeds 32 MB (its default `client-output-buffer-limit pubsub 32mb 8mb 60`), and 64 "
         "replies of 1 MB sent to one client at once do exceed it. Replies published while the client "

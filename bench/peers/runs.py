@@ -54,6 +54,8 @@ class SystemResult:
     """tasq-fastapi only: (sequential, loaded) results by size of the args' data string."""
     payload_errors: dict[int, str] = field(default_factory=dict)
     """tasq-fastapi only: why the payload run of a size failed."""
+    payload_echo: dict[int, LoadResult] = field(default_factory=dict)
+    """tasq-fastapi only: sequential Redis ECHO of the same data, by size."""
     interleaved: tuple[LoadResult, LoadResult] | None = None
     """tasq-fastapi only: sequential (PING, request) latencies, measured in turn."""
 
@@ -122,15 +124,19 @@ async def measure_system(system: System, redis_url: str, settings: Settings) -> 
         if system.name == "tasq-fastapi":
             ping_client = await stack.enter_async_context(aioredis.Redis.from_url(redis_url))
             result.interleaved = await interleaved(ping_client.ping, call, settings.requests)
-            await measure_tasq_payloads(echo, settings, result)
+            await measure_tasq_payloads(echo, ping_client, settings, result)
             await measure_tasq_workers(system, redis_url, call, settings, stack, result)
     return result
 
 
-async def measure_tasq_payloads(echo: Echo, settings: Settings, result: SystemResult) -> None:
+async def measure_tasq_payloads(
+    echo: Echo, redis: aioredis.Redis, settings: Settings, result: SystemResult
+) -> None:
+    """Time args with a data string of each size, and a Redis ECHO of that string as the yardstick."""
     for size in settings.payload_bytes:
         args: dict[str, Any] = {**PAYLOAD, "data": "x" * size}
         call = functools.partial(echo, args)
+        result.payload_echo[size] = await sequential(functools.partial(redis.echo, args["data"]), 100)
         try:
             if await echo(args) != args:
                 raise RuntimeError(f"tasq-fastapi did not echo args of {size} bytes unchanged.")
