@@ -25,14 +25,18 @@ from ._redis import execute
 logger = logging.getLogger(__name__)
 
 # Time a reply may take beyond the BLMPOP's own timeout before the connection is
-# treated as dead, in seconds.
+# treated as dead, in seconds, unless the pool's socket_timeout is shorter.
 _READ_MARGIN_S = 2.0
+
+# Shortest BLMPOP timeout sent, in seconds.
+_MIN_BLOCK_S = 0.01
 
 
 class BlockingTaker:
     """Takes up to ``count`` tasks of the list ``key`` per call with ``BLMPOP``.
 
-    Each call blocks up to ``block_s`` seconds while the list is empty. The taker
+    Each call blocks up to ``block_s`` seconds while the list is empty, or half the
+    pool's ``socket_timeout`` when that is shorter. The taker
     has a connection of its own until :meth:`aclose`. When that
     connection fails, the failing call raises and the next call connects again.
     """
@@ -53,14 +57,14 @@ class BlockingTaker:
         BLMPOP, and other ``RedisError`` or ``OSError`` when Redis fails.
         """
         connection, connected = await self._connection.get()
-        command = ("BLMPOP", self._block_s, 1, self._key, "LEFT", "COUNT", count)
+        block_s, margin_s = self._bounds_s()
+        command = ("BLMPOP", block_s, 1, self._key, "LEFT", "COUNT", count)
         try:
             if connected:
                 async with asyncio.timeout(self._connection.timeout_s):
                     self._client_id = await _client_id(connection)
-            # A dead connection never replies: the BLMPOP gets its own time plus a
-            # margin, however short the pool's socket_timeout is.
-            async with asyncio.timeout(self._block_s + _READ_MARGIN_S):
+            # A dead connection never replies: the BLMPOP gets its own time plus a margin.
+            async with asyncio.timeout(block_s + margin_s):
                 await connection.send_command(*command, check_health=False)
                 reply: Any = await connection.read_response(timeout=math.inf)
         except BaseException:
@@ -70,6 +74,17 @@ class BlockingTaker:
             return []
         _key, items = reply
         return list(items)
+
+    def _bounds_s(self) -> tuple[float, float]:
+        # With a socket_timeout, the time the user allows a reply to take, a BLMPOP and
+        # its margin fit in it, so that a dead connection is noticed as soon as with
+        # any other command. Redis reads a BLMPOP timeout that rounds to 0 ms as
+        # "forever", hence the floor.
+        timeout_s = self._connection.timeout_s
+        if timeout_s is None:
+            return self._block_s, _READ_MARGIN_S
+        half_s = timeout_s / 2
+        return max(_MIN_BLOCK_S, min(self._block_s, half_s)), min(_READ_MARGIN_S, half_s)
 
     async def interrupt(self) -> None:
         """Make a blocked :meth:`take` return at once, where the Redis user may.
