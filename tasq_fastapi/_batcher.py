@@ -79,6 +79,7 @@ class CommandBatcher:
         self._redis = redis
         # A Redis Cluster needs redis-py's pipeline, which sends each command to its node.
         self._connection = None if isinstance(redis, RedisCluster) else DedicatedConnection(redis)
+        self._writing = False
         self._pushes: list[_Push] = []
         self._commands: list[_Command] = []
         self._wakeup = asyncio.Event()
@@ -169,6 +170,15 @@ class CommandBatcher:
         return await self._send_direct(self._connection, batch)
 
     async def _send_direct(self, dedicated: DedicatedConnection, batch: list[tuple[Any, ...]]) -> list[Any]:
+        self._writing = True
+        try:
+            return await self._send_with_one_retry(dedicated, batch)
+        finally:
+            self._writing = False
+
+    async def _send_with_one_retry(
+        self, dedicated: DedicatedConnection, batch: list[tuple[Any, ...]]
+    ) -> list[Any]:
         # A connection that has waited since its last batch may have been closed by a
         # Redis restart, which only shows when it is used. Such a batch is sent once
         # more on a new connection, as redis-py's own retry would. A batch that fails
@@ -191,6 +201,16 @@ class CommandBatcher:
         except BaseException:
             await dedicated.drop()
             raise
+
+    async def reconnect(self) -> None:
+        """Close the write connection so that the next batch makes a new one.
+
+        For a connection suspected dead: one lost without a FIN would otherwise cost
+        the next batch its whole timeout. A batch in flight is left to its own
+        timeout, since closing under it could make it be sent twice.
+        """
+        if self._connection is not None and not self._writing:
+            await self._connection.drop()
 
     async def aclose(self) -> None:
         """Close the write connection; call it once :meth:`run` has stopped."""

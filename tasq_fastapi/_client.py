@@ -139,8 +139,10 @@ class Tasq:
         self._background: set[asyncio.Task[None]] = set()
         self._sharded_replies: ShardedReplyListener | None = None
         # Neither connects nor starts anything until start().
-        self._listener = PubSubListener(self._redis, health_check_interval_s=health_check_interval_s)
         self._batcher = CommandBatcher(self._redis)
+        self._listener = PubSubListener(
+            self._redis, health_check_interval_s=health_check_interval_s, on_silent=self._batcher.reconnect
+        )
 
     @property
     def redis(self) -> RedisClient:

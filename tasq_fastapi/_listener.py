@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,12 +43,20 @@ class PubSubListener:
 
     After ``health_check_interval_s`` seconds without a message the listener sends a
     PING; a connection that stays silent for two intervals is dropped and made
-    again, so a connection lost without a FIN is noticed within about three
-    intervals.
+    again, so a connection lost without a FIN is noticed within two intervals.
+    ``on_silent`` then runs too: the other connections to the same Redis were
+    probably lost the same way.
     """
 
-    def __init__(self, redis: RedisClient, *, health_check_interval_s: float) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        *,
+        health_check_interval_s: float,
+        on_silent: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._redis = redis
+        self._on_silent = on_silent
         self._pubsub = redis.pubsub()
         self._channels: dict[bytes, _Channel] = {}
         self._connected = False
@@ -170,22 +178,29 @@ class PubSubListener:
 
     async def _watch(self) -> None:
         # A connection dropped without a FIN never errors on its own: nothing arrives
-        # and writes still succeed. A PING on a quiet connection must bring a reply
-        # within the next interval, or the connection is closed, which ends the read
-        # in progress with an error and so starts a reconnect.
+        # and writes still succeed. One interval after the last reply the watchdog
+        # sends a PING; a connection still silent two intervals after it is closed,
+        # which ends the read in progress with an error and so starts a reconnect.
         interval_s = self._health_check_interval_s
         while True:
-            await asyncio.sleep(interval_s)
-            silent_s = time.monotonic() - self._last_received
-            if not self._connected or silent_s < interval_s:
+            await _sleep_until(self._last_received + interval_s)
+            if not self._connected:
+                await asyncio.sleep(interval_s)
                 continue
+            if time.monotonic() - self._last_received < interval_s:
+                continue
+
+            last_received = self._last_received
+            await self._send("PING")
+            await _sleep_until(last_received + 2 * interval_s)
             connection = self._pubsub.connection
-            if silent_s > 2 * interval_s and connection is not None:
+            if self._last_received == last_received and self._connected and connection is not None:
+                silent_s = time.monotonic() - last_received
                 logger.warning("No reply on the pub/sub connection for %.1f s; reconnecting.", silent_s)
                 self._last_received = time.monotonic()
                 await connection.disconnect()
-            else:
-                await self._send("PING")
+                if self._on_silent is not None:
+                    await self._on_silent()
 
     async def _replace_pubsub(self) -> None:
         # A Redis Cluster pub/sub object stays bound to the node it first chose, so
@@ -242,3 +257,7 @@ class PubSubListener:
         except Exception:
             # A callback bug must not stop replies and notifications for everyone.
             logger.exception("Callback for channel=%s failed.", channel_name.decode(errors="replace"))
+
+
+async def _sleep_until(monotonic_s: float) -> None:
+    await asyncio.sleep(max(0.0, monotonic_s - time.monotonic()))
