@@ -22,7 +22,7 @@ from .page import write_page
 from .processes import REPO_ROOT, redis_server
 from .report import Run, print_summary
 from .runs import Settings, SystemResult, describe_error, measure_ping, measure_system
-from .system import System
+from .system import System, freeze_start_up_objects
 
 SYSTEMS = ("tasq", "faststream", "taskiq", "arq", "celery")
 """Names of the ``echo_*`` modules, tasq-fastapi first."""
@@ -80,6 +80,9 @@ async def redis_version(redis_url: str) -> str:
 
 
 async def measure_all(options: argparse.Namespace, settings: Settings, command: str) -> Run:
+    # The runner, which imported every system's client library, gets the same
+    # treatment as the workers.
+    freeze_start_up_objects()
     started_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load_before = load_average()
     started = time.perf_counter()

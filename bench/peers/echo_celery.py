@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import Celery
 
-from .system import CONCURRENCY, REQUEST_TIMEOUT_S, Echo, System, worker_redis_url
+from .system import CONCURRENCY, REQUEST_TIMEOUT_S, Echo, System, freeze_start_up_objects, worker_redis_url
 
 TASK_NAME = "bench.echo"
 
@@ -70,4 +70,6 @@ SYSTEM = System(
 )
 
 if __name__ == "__main__":
+    # Celery runs its own loop of threads, so only the start-up step of run_worker applies.
+    freeze_start_up_objects()
     serve(worker_redis_url())
