@@ -28,6 +28,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from ._connect import RedisClient
 from ._dedicated import DedicatedConnection
+from ._tasks import wait_for_reply
 
 logger = logging.getLogger(__name__)
 
@@ -239,9 +240,12 @@ async def _write_and_read(
 ) -> list[Any]:
     # One timeout for the whole batch, the pool's socket_timeout, instead of redis-py's
     # one per write and per reply.
-    async with asyncio.timeout(timeout_s):
-        await connection.send_packed_command(_pack(connection, batch), check_health=False)
-        return [await _read_reply(connection) for _ in batch]
+    return await wait_for_reply(_send_and_read(connection, batch), timeout_s)
+
+
+async def _send_and_read(connection: AbstractConnection, batch: list[tuple[Any, ...]]) -> list[Any]:
+    await connection.send_packed_command(_pack(connection, batch), check_health=False)
+    return [await _read_reply(connection) for _ in batch]
 
 
 async def _read_reply(connection: AbstractConnection) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from ._connect import RedisClient
+from ._tasks import read_what_arrived
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ class PubSubListener:
             last_received = self._last_received
             await self._send("PING")
             await _sleep_until(last_received + 2 * interval_s)
+            await read_what_arrived()
             connection = self._pubsub.connection
             if self._last_received == last_received and self._connected and connection is not None:
                 silent_s = time.monotonic() - last_received

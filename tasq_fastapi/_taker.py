@@ -10,17 +10,17 @@ idle. The blocked connection is the server's own for its whole life
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from ._dedicated import DedicatedConnection
 from ._redis import execute
+from ._tasks import wait_for_reply
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class BlockingTaker:
         # Redis's id of the blocked connection, for CLIENT UNBLOCK; None when this
         # user may not run CLIENT ID.
         self._client_id: int | None = None
+        self._warned_slow_close = False
 
     async def take(self, count: int) -> list[bytes]:
         """Return up to ``count`` tasks, or none after ``block_s`` seconds without any.
@@ -61,12 +62,11 @@ class BlockingTaker:
         command = ("BLMPOP", block_s, 1, self._key, "LEFT", "COUNT", count)
         try:
             if connected:
-                async with asyncio.timeout(self._connection.timeout_s):
-                    self._client_id = await _client_id(connection)
+                self._client_id = await wait_for_reply(_client_id(connection), self._connection.timeout_s)
+                if self._client_id is None:
+                    self._warn_slow_close("Redis denies CLIENT ID")
             # A dead connection never replies: the BLMPOP gets its own time plus a margin.
-            async with asyncio.timeout(block_s + margin_s):
-                await connection.send_command(*command, check_health=False)
-                reply: Any = await connection.read_response(timeout=math.inf)
+            reply: Any = await wait_for_reply(_blmpop(connection, command), block_s + margin_s)
         except BaseException:
             await self._connection.drop()
             raise
@@ -96,12 +96,31 @@ class BlockingTaker:
             return
         try:
             await execute(self._redis, "CLIENT", "UNBLOCK", self._client_id, "TIMEOUT")
+        except NoPermissionError:
+            self._warn_slow_close("Redis denies CLIENT UNBLOCK")
         except (RedisError, OSError) as exc:
             logger.debug("CLIENT UNBLOCK for the connection of %s failed: %r", self._key, exc)
+
+    def _warn_slow_close(self, reason: str) -> None:
+        if self._warned_slow_close:
+            return
+        self._warned_slow_close = True
+        logger.warning(
+            "%s to this Redis user, so a closing server of %s waits up to %g s for its BLMPOP "
+            "to end. Grant +client|id +client|unblock to end it at once.",
+            reason,
+            self._key,
+            self._block_s + _READ_MARGIN_S,
+        )
 
     async def aclose(self) -> None:
         """Close the taker's connection; call it once no take is running."""
         await self._connection.aclose()
+
+
+async def _blmpop(connection: AbstractConnection, command: tuple[Any, ...]) -> Any:
+    await connection.send_command(*command, check_health=False)
+    return await connection.read_response(timeout=math.inf)
 
 
 async def _client_id(connection: AbstractConnection) -> int | None:

@@ -7,9 +7,11 @@ tests run on a single server only. The other core modules cover the cluster's wa
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
+import redis as redis_sync
 import redis.asyncio as aioredis
 
 from tasq_fastapi import Tasq, create_tasq
@@ -63,6 +65,53 @@ async def test_server_close_leaves_no_blmpop_and_queued_tasks(
         queued = asyncio.create_task(tasq.request(topic, "echo", 2, timeout=WAIT_S))
         await wait_until(lambda: _has_length(redis_client, topic_key(topic), 1))
         queued.cancel()
+
+
+async def test_busy_server_close_does_not_wait_for_a_take(redis_url: str, topic: str) -> None:
+    started = asyncio.Event()
+
+    async def hold(_args: Any) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async with await create_tasq(redis_url) as tasq:
+        server = await tasq.serve(topic, {"hold": hold}, threads=1, recheck_interval_s=LONG_RECHECK_S)
+        call = asyncio.create_task(tasq.request(topic, "hold", timeout=WAIT_S))
+        await asyncio.wait_for(started.wait(), WAIT_S)
+
+        # Every slot is busy, so no BLMPOP is in flight: closing only waits the grace period.
+        await asyncio.wait_for(server.aclose(grace_s=0.1), WAIT_S)
+        call.cancel()
+
+
+async def test_task_taken_while_event_loop_was_blocked_still_runs(redis_url: str, topic: str) -> None:
+    # A short socket_timeout makes a BLMPOP's whole wait 0.4 s; the event loop then
+    # stays blocked for longer while Redis hands over a task pushed meanwhile.
+    ran = asyncio.Event()
+
+    async def record(_args: Any) -> None:
+        ran.set()
+
+    redis = aioredis.Redis.from_url(redis_url, socket_timeout=0.4)
+    async with await create_tasq(redis) as tasq:
+        await tasq.serve(topic, {"record": record}, recheck_interval_s=0.2)
+        deadline_ms = to_deadline_ms(time.time() + WAIT_S)
+        task = encode_request(tasq.client_id, b"\x06\x05\x04\x03\x02\x01", deadline_ms, "record", 1, True)
+        await asyncio.sleep(0.05)
+
+        pusher = threading.Thread(target=_push_after, args=(redis_url, topic_key(topic), task, 0.1))
+        pusher.start()
+        time.sleep(1.0)  # noqa: ASYNC251 - blocking the event loop is the point here
+        pusher.join()
+
+        await asyncio.wait_for(ran.wait(), WAIT_S)
+    await redis.aclose()
+
+
+def _push_after(redis_url: str, key: str, task: bytes, delay_s: float) -> None:
+    time.sleep(delay_s)
+    with redis_sync.Redis.from_url(redis_url) as client:
+        client.rpush(key, task)
 
 
 async def _next_message(pubsub: Any) -> bytes:

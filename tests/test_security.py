@@ -96,11 +96,14 @@ async def test_acl_user_without_blmpop_takes_tasks_with_lpop(
     assert "Grant +blmpop to the Redis user" in caplog.text
 
 
-async def test_acl_user_without_client_unblock_still_closes_servers(redis_process: RedisProcess) -> None:
-    rules = MINIMAL_ACL.replace(" +client|id +client|unblock", "")
-    set_acl_user(redis_process, "tasq", rules)
+@pytest.mark.parametrize("denied", [" +client|id +client|unblock", " +client|unblock"], ids=["id", "unblock"])
+async def test_acl_user_without_client_unblock_still_closes_servers(
+    redis_process: RedisProcess, denied: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    set_acl_user(redis_process, "tasq", MINIMAL_ACL.replace(denied, ""))
 
     assert await round_trip(user_url(redis_process, "tasq"), "acl-no-unblock") == {"secure": True}
+    assert "Grant +client|id +client|unblock" in caplog.text
 
 
 async def test_acl_minimal_user_survives_script_flush(redis_process: RedisProcess) -> None:
