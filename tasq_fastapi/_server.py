@@ -122,6 +122,8 @@ class TasqServer:
         self._tasks: dict[asyncio.Task[None], bytes] = {}
         self._leases = LeaseKeeper(redis, topic, lease_s) if at_least_once else None
         self._taker = _blocking_taker(redis, self._key, recheck_interval_s, at_least_once)
+        # Whether a BLMPOP is in flight, which closing must not cancel.
+        self._taking = False
         self._lease_s = lease_s
         self._lease_task: asyncio.Task[None] | None = None
         self._announcer = Announcer(redis, topic)
@@ -228,10 +230,11 @@ class TasqServer:
     async def _stop_loop(self) -> None:
         if self._loop_task is None:
             return
-        if self._taker is not None:
+        if self._taker is not None and self._taking:
             # Cancelling a BLMPOP in flight could lose the tasks Redis is already
             # sending; ending the BLMPOP lets the loop see the closing state and stop,
-            # and tasks it took still run within the grace period.
+            # and tasks it took still run within the grace period. A loop waiting for
+            # a free slot has nothing in flight and is cancelled at once.
             await self._taker.interrupt()
             await asyncio.wait([self._loop_task], timeout=self._recheck_interval_s + _TAKE_MARGIN_S)
         await cancel_and_wait([self._loop_task])
@@ -272,6 +275,7 @@ class TasqServer:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            self._taking = True
             try:
                 items = await self._take(taker.take, min(free, _MAX_TASKS_PER_POP), denied_raises=True)
             except NoPermissionError as exc:
@@ -285,6 +289,8 @@ class TasqServer:
                 self._taker = None
                 await taker.aclose()
                 return
+            finally:
+                self._taking = False
             for raw in items:
                 self._start_task(raw)
 
