@@ -69,6 +69,9 @@ class ResponseStatus(enum.IntEnum):
     UNKNOWN_METHOD = 2
 
 
+# Longest repr of a peer's value put in an error message, in characters.
+_MAX_REPR_LENGTH = 80
+
 # Looked up for every response; an enum's own lookup is several times slower.
 _STATUS_BY_VALUE: dict[object, ResponseStatus] = {status.value: status for status in ResponseStatus}
 
@@ -201,8 +204,10 @@ def decode_request(data: bytes, *, max_bytes: int) -> Request:
         raise TasqProtocolError("Request item 1 (request id) is not a byte string of 1 to 64 bytes.")
     if not _is_valid_deadline(deadline_ms):
         raise TasqProtocolError("Request item 2 (deadline) is not a number in range.")
-    if not isinstance(method, str) or not method or len(method) > MAX_NAME_LENGTH:
-        raise TasqProtocolError("Request item 3 (method) is not a non-empty text string.")
+    # Printable only: the method name goes into log lines, where a line break from a
+    # hostile peer would forge a line of its own.
+    if not isinstance(method, str) or not method or len(method) > MAX_NAME_LENGTH or not method.isprintable():
+        raise TasqProtocolError("Request item 3 (method) is not a non-empty printable text string.")
 
     has_args = len(frame) >= 5 and frame[4] is not cbor2.undefined
     args = frame[4] if has_args else None
@@ -215,7 +220,10 @@ def decode_request(data: bytes, *, max_bytes: int) -> Request:
 def _is_valid_deadline(value: object) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    return math.isfinite(value) and 0 <= value <= MAX_DEADLINE_MS
+    # Compared as they are: an int too large for a float must not reach float().
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return 0 <= value <= MAX_DEADLINE_MS
 
 
 def encode_response(
@@ -234,6 +242,16 @@ def encode_response(
     elif detail is not None:
         frame.append(detail)
     return _cbor.encode(frame, value_name="result")
+
+
+def _short_repr(value: object) -> str:
+    # A value from a peer, shown in an error message: its repr is cut short, and an
+    # int too long to convert to text (over 4,300 digits) is only named.
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= _MAX_REPR_LENGTH else text[:_MAX_REPR_LENGTH] + "..."
 
 
 def peek_response_request_id(data: bytes) -> bytes | None:
@@ -276,7 +294,9 @@ def decode_response(data: bytes, *, max_bytes: int) -> Response:
     is_number = isinstance(status_value, int | float) and not isinstance(status_value, bool)
     status = _STATUS_BY_VALUE.get(status_value) if is_number else None
     if status is None:
-        raise TasqProtocolError(f"Response item 1 (status) {status_value!r} is not a known status.")
+        raise TasqProtocolError(
+            f"Response item 1 (status) {_short_repr(status_value)} is not a known status."
+        )
 
     value = frame[2] if len(frame) >= 3 else None
     if value is cbor2.undefined:

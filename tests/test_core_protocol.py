@@ -202,8 +202,11 @@ def test_new_client_id_shape() -> None:
         ["Q3jS7Un2", b"123456", float("inf"), "echo"],
         ["Q3jS7Un2", b"123456", 1e300, "echo"],
         ["Q3jS7Un2", b"123456", True, "echo"],
+        ["Q3jS7Un2", b"123456", 10**400, "echo"],
+        ["Q3jS7Un2", b"123456", float("nan"), "echo"],
         ["Q3jS7Un2", b"123456", 1.0, ""],
         ["Q3jS7Un2", b"123456", 1.0, 7],
+        ["Q3jS7Un2", b"123456", 1.0, "echo\n12:00:00 CRITICAL forged"],
     ],
 )
 def test_decode_request_rejects_bad_shape(frame: object) -> None:
@@ -231,6 +234,14 @@ def test_decode_request_rejects_bad_shape(frame: object) -> None:
 def test_decode_rejects_unsafe_cbor(data: bytes) -> None:
     with pytest.raises(TasqProtocolError):
         decode(data, max_bytes=MAX_BYTES)
+
+
+@pytest.mark.parametrize("status", [10**5000, "A" * 100_000, [1, 2]], ids=["huge_int", "long_text", "list"])
+def test_decode_response_names_a_bad_status_briefly(status: object) -> None:
+    with pytest.raises(TasqProtocolError, match="is not a known status") as caught:
+        decode_response(cbor2.dumps([b"123456", status]), max_bytes=1 << 20)
+
+    assert len(str(caught.value)) < 200
 
 
 def test_decode_after_a_failure_starts_fresh() -> None:
