@@ -69,7 +69,7 @@ class ResponseStatus(enum.IntEnum):
     UNKNOWN_METHOD = 2
 
 
-# Longest repr of a peer's value put in an error message, in characters.
+# Maximum length of the repr of a peer's value put in an error message, in characters.
 _MAX_REPR_LENGTH = 80
 
 # Looked up for every response; an enum's own lookup is several times slower.

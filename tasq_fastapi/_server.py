@@ -232,7 +232,7 @@ class TasqServer:
             return
         if self._taker is not None and self._taking:
             # Cancelling a BLMPOP in flight could lose the tasks Redis is already
-            # sending; ending the BLMPOP lets the loop see the closing state and stop,
+            # sending. Ending the BLMPOP lets the loop see the closing state and stop,
             # and tasks it took still run within the grace period. A loop waiting for
             # a free slot has nothing in flight and is cancelled at once.
             await self._taker.interrupt()

@@ -20,7 +20,7 @@ async def read_what_arrived() -> None:
     """Let the event loop read what reached its sockets, before a timeout is trusted.
 
     After the loop was blocked, a timer due meanwhile can run before the sockets are
-    read; a few rounds of the loop read them, whatever else is queued.
+    read. A few rounds of the loop read them, whatever else is queued.
     """
     for _ in range(_ROUNDS_AFTER_TIMEOUT):
         await asyncio.sleep(0)
@@ -30,7 +30,7 @@ async def wait_for_reply(coroutine: Coroutine[Any, Any, _T], timeout_s: float | 
     """Return what ``coroutine`` returns; raise TimeoutError when it takes over ``timeout_s`` s.
 
     For waits on Redis replies, where cancelling loses what Redis already sent: a
-    BLMPOP reply holds tasks already removed from their list. asyncio.timeout() counts
+    BLMPOP reply contains tasks already removed from their list. asyncio.timeout() counts
     wall time, so after the event loop was blocked (a handler computing without
     awaiting, say) it expires with the reply waiting unread in the socket. Here the
     loop first gets a few rounds to read what arrived, and only a coroutine still
