@@ -95,8 +95,9 @@ def render_page(run: Run) -> str:
         "handler slots. Every worker process, and the runner, calls `gc.collect()` and "
         "`gc.freeze()` once it has started, so that full garbage collections under load skip the "
         "objects their libraries created at import; without it, such a collection paused a process "
-        "for 30 to 50 ms every few seconds. `tasq worker` does the same. The polling intervals of taskiq and arq are their smallest useful settings; "
-        "at 1 ms each idle client or worker sends Redis about 1,000 commands a second.",
+        "for 30 to 50 ms every few seconds. `tasq worker` does the same. The polling intervals of "
+        "taskiq and arq are their smallest useful settings; at 1 ms each idle client or worker sends "
+        "Redis about 1,000 commands a second.",
         "",
         *skipped_section(run),
         "## Machine and software",
