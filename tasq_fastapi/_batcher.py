@@ -19,7 +19,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
@@ -52,6 +52,10 @@ return length
 
 # Lua's unpack() is limited by the C stack (about 8,000 values); stay well below it.
 _MAX_TASKS_PER_PUSH = 1000
+
+# Payload bytes in one batch, beyond which the rest waits for the next batch. Packing
+# and sending hundreds of megabytes at once would hold the event loop for seconds.
+_MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -108,8 +112,10 @@ class CommandBatcher:
     async def _write_queued(self) -> None:
         # A helper frame, so that no reference to a written batch's payloads stays
         # alive while the loop waits for the next one.
-        pushes, self._pushes = self._pushes, []
-        commands, self._commands = self._commands, []
+        pushes, self._pushes, used = _split(self._pushes, _push_bytes, _MAX_BATCH_BYTES)
+        commands, self._commands, _ = _split(self._commands, _command_bytes, _MAX_BATCH_BYTES - used)
+        if self._pushes or self._commands:
+            self._wakeup.set()
         await self._write(pushes, commands)
 
     def fail_queued(self, error: BaseException) -> None:
@@ -255,6 +261,33 @@ async def _read_reply(connection: AbstractConnection) -> Any:
         return await connection.read_response(timeout=math.inf)
     except ResponseError as exc:
         return exc
+
+
+_Item = TypeVar("_Item")
+
+
+def _split(
+    items: list[_Item], size_of: Callable[[_Item], int], budget: int
+) -> tuple[list[_Item], list[_Item], int]:
+    """Split ``items`` where their sizes pass ``budget``; the first part has at least one item.
+
+    Returns the first part, the rest and the first part's total size.
+    """
+    total = 0
+    for index, item in enumerate(items):
+        size = size_of(item)
+        if total + size > budget and index > 0:
+            return items[:index], items[index:], total
+        total += size
+    return items, [], total
+
+
+def _push_bytes(push: _Push) -> int:
+    return len(push.payload)
+
+
+def _command_bytes(command: _Command) -> int:
+    return sum(len(arg) for arg in command.args if isinstance(arg, bytes))
 
 
 def _group_pushes(pushes: Any) -> list[list[_Push]]:

@@ -297,6 +297,18 @@ async def test_request_round_trip_packs_without_hiredis(
     }
 
 
+async def test_requests_over_one_batch_budget_all_arrive(tasq: Tasq, topic: str) -> None:
+    async def size(args: bytes) -> int:
+        return len(args)
+
+    await tasq.serve(topic, {"size": size}, threads=8)
+
+    # Eight 1 MiB requests in one loop round exceed one batch's 4 MiB of payload.
+    sizes = await asyncio.gather(*(tasq.request(topic, "size", bytes(2**20)) for _ in range(8)))
+
+    assert sizes == [2**20] * 8
+
+
 async def test_handler_keeps_running_when_told(tasq: Tasq, topic: str) -> None:
     release = asyncio.Event()
     finished = asyncio.Event()
