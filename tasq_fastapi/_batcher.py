@@ -1,9 +1,10 @@
 """Coalesces Redis writes issued close together into one pipelined round trip.
 
-Requests, replies and other small writes do not go to Redis one by one: they are queued here, and one
-owned task writes everything queued so far in a single pipeline. While that
-pipeline is in flight, new writes queue up for the next one, so the batch size grows
-with the load and a lone request still costs a single round trip.
+Requests, replies and other small writes do not go to Redis one by one: they are
+queued here, and one owned task writes everything queued so far, up to 4 MiB of
+payload, in a single pipeline. While that pipeline is in flight, new writes queue up
+for the next one, so the batch size grows with the load and a lone request still
+costs a single round trip.
 
 A request becomes one ``EVALSHA`` of :data:`PUSH_SCRIPT` per topic and batch, which
 appends every queued task, extends the list's expiry without ever shortening it and
