@@ -67,6 +67,11 @@ class HandlerRunner:
         """The methods with a handler of their own."""
         return list(self._handlers)
 
+    def is_async(self, method: str) -> bool:
+        """Whether ``method`` runs on the event loop rather than in a thread of its own."""
+        is_async = self._async_by_method.get(method)
+        return self._default_is_async if is_async is None else is_async
+
     @property
     def has_default_handler(self) -> bool:
         """Whether methods without a handler go to a default handler."""

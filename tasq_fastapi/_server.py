@@ -450,11 +450,13 @@ class TasqServer:
         # delivery another server runs the task again, so the caller keeps waiting;
         # otherwise the caller learns at once instead of at its deadline.
         logger.warning(
-            "Handler abandoned at shutdown: topic=%s method=%s request_id=%s "
-            "(a plain handler runs on in its thread until it returns)",
+            "Handler abandoned at shutdown: topic=%s method=%s request_id=%s%s",
             self._topic,
             request.method,
             request.request_id.hex(),
+            ""
+            if self._runner.is_async(request.method)
+            else " (its thread runs on until the function returns)",
         )
         if self._leases is not None:
             return
