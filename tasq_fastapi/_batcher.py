@@ -178,37 +178,23 @@ class CommandBatcher:
         return await self._send_direct(self._connection, batch)
 
     async def _send_direct(self, dedicated: DedicatedConnection, batch: list[tuple[Any, ...]]) -> list[Any]:
-        self._writing = True
-        try:
-            return await self._send_with_one_retry(dedicated, batch)
-        finally:
-            self._writing = False
-
-    async def _send_with_one_retry(
-        self, dedicated: DedicatedConnection, batch: list[tuple[Any, ...]]
-    ) -> list[Any]:
         # A connection that has waited since its last batch may have been closed by a
         # Redis restart, which only shows when it is used. Such a batch is sent once
         # more on a new connection, as redis-py's own retry would. A batch that fails
         # on a new connection fails its callers.
-        connection, connected = await dedicated.get()
+        self._writing = True
         try:
-            return await _write_and_read(connection, batch, dedicated.timeout_s)
-        except RedisConnectionError as exc:
-            await dedicated.drop()
-            if connected:
-                raise
-            logger.info("Redis connection for writes was lost (%r); sending the batch again.", exc)
-        except BaseException:
-            await dedicated.drop()
-            raise
-
-        connection, _ = await dedicated.get()
-        try:
-            return await _write_and_read(connection, batch, dedicated.timeout_s)
-        except BaseException:
-            await dedicated.drop()
-            raise
+            connection, connected = await dedicated.get()
+            try:
+                return await _write_or_drop(dedicated, connection, batch)
+            except RedisConnectionError as exc:
+                if connected:
+                    raise
+                logger.info("Redis connection for writes was lost (%r); sending the batch again.", exc)
+            connection, _ = await dedicated.get()
+            return await _write_or_drop(dedicated, connection, batch)
+        finally:
+            self._writing = False
 
     async def reconnect(self) -> None:
         """Close the write connection so that the next batch makes a new one.
@@ -242,12 +228,17 @@ def _pack(connection: AbstractConnection, batch: list[tuple[Any, ...]]) -> list[
     return [b"".join([_hiredis_pack(args) for args in batch])]
 
 
-async def _write_and_read(
-    connection: AbstractConnection, batch: list[tuple[Any, ...]], timeout_s: float | None
+async def _write_or_drop(
+    dedicated: DedicatedConnection, connection: AbstractConnection, batch: list[tuple[Any, ...]]
 ) -> list[Any]:
     # One timeout for the whole batch, the pool's socket_timeout, instead of redis-py's
-    # one per write and per reply.
-    return await wait_for_reply(_send_and_read(connection, batch), timeout_s)
+    # one per write and per reply. A failed batch leaves the connection in an unknown
+    # state, so it is closed.
+    try:
+        return await wait_for_reply(_send_and_read(connection, batch), dedicated.timeout_s)
+    except BaseException:
+        await dedicated.drop()
+        raise
 
 
 async def _send_and_read(connection: AbstractConnection, batch: list[tuple[Any, ...]]) -> list[Any]:

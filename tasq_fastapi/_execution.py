@@ -16,6 +16,7 @@ from ._context import TasqRequestContext, reset_request_context, set_request_con
 from ._deadlines import DeadlineTimers
 from ._errors import TasqEncodeError, TasqInvalidArgsError
 from ._protocol import Request, ResponseStatus
+from ._tasks import TaskAlarm
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class HandlerRunner:
         self._threads = threads
         self._cancel_at_deadline = cancel_at_deadline
         self._executor: ThreadPoolExecutor | None = None
-        self._deadlines: DeadlineTimers[_DeadlineAlarm] = DeadlineTimers(_DeadlineAlarm.fire)
+        self._deadlines: DeadlineTimers[TaskAlarm] = DeadlineTimers(TaskAlarm.fire)
 
     @property
     def method_names(self) -> list[str]:
@@ -138,7 +139,7 @@ class HandlerRunner:
 
         task = asyncio.current_task()
         assert task is not None, "handlers always run inside the server's own task"
-        alarm = _DeadlineAlarm(task)
+        alarm = TaskAlarm(task)
         key = self._deadlines.add(alarm, context.time_remaining())
         try:
             return await awaitable
@@ -185,28 +186,6 @@ class HandlerRunner:
 def _is_being_cancelled() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-class _DeadlineAlarm:
-    """Cancels a handler's task when its caller's deadline passes."""
-
-    __slots__ = ("_disarmed", "_fired", "_task")
-
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self._task = task
-        self._fired = False
-        self._disarmed = False
-
-    def fire(self) -> None:
-        self._fired = True
-        self._task.cancel()
-
-    def disarm(self) -> bool:
-        """Undo the alarm's cancellation request, once; return whether it fired."""
-        if self._fired and not self._disarmed:
-            self._disarmed = True
-            self._task.uncancel()
-        return self._fired
 
 
 class _DeadlineExceeded(Exception):
