@@ -1,10 +1,10 @@
-"""Memory a Tasq client holds for requests waiting for their replies (tracemalloc).
+"""Memory a Tasq client uses for requests waiting for their replies (tracemalloc).
 
-The requests go to a topic nobody serves, so they stay pending. The figure is taken
-once Redis holds every request, that is after the client has written them, which is
-the state a client waits in. Each request's caller is an asyncio task, which costs
-the same whatever it awaits; the same number of callers awaiting a plain future is
-measured first, and the client's share is the difference.
+The requests go to a topic that no server serves, so they stay pending. The figure
+is taken once Redis contains every request, that is after the client has written
+them, which is the state a client waits in. Each request's caller is an asyncio
+task, which costs the same whatever it awaits. So the same number of callers
+awaiting a plain future is measured first, and the client's share is the difference.
 """
 
 from __future__ import annotations
@@ -95,10 +95,10 @@ async def _callers_memory(count: int) -> int:
         before = tracemalloc.get_traced_memory()[0]
         tasks = [asyncio.create_task(_wait(never, "")) for _ in range(count)]
         await asyncio.sleep(0)
-        held = tracemalloc.get_traced_memory()[0] - before
+        traced_bytes = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return held
+    return traced_bytes

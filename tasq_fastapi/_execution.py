@@ -69,7 +69,7 @@ class HandlerRunner:
         return list(self._handlers)
 
     def is_async(self, method: str) -> bool:
-        """Whether ``method`` runs on the event loop rather than in a thread of its own."""
+        """Return whether ``method`` runs on the event loop rather than in a thread of its own."""
         is_async = self._async_by_method.get(method)
         return self._default_is_async if is_async is None else is_async
 

@@ -27,7 +27,7 @@ async def read_what_arrived() -> None:
 
 
 class TaskAlarm:
-    """A timer callback that cancels a task, and that tells afterwards whether it did.
+    """A timer callback that cancels a task and records whether it did.
 
     With ``rounds``, the alarm first lets the event loop run that many rounds, each of
     which reads the sockets, and cancels only if it has not been disarmed meanwhile.

@@ -67,7 +67,7 @@ async def test_server_close_leaves_no_blmpop_and_queued_tasks(
         queued.cancel()
 
 
-async def test_busy_server_close_does_not_wait_for_a_take(redis_url: str, topic: str) -> None:
+async def test_busy_server_close_skips_take_wait(redis_url: str, topic: str) -> None:
     started = asyncio.Event()
 
     async def hold(_args: Any) -> None:
@@ -84,8 +84,8 @@ async def test_busy_server_close_does_not_wait_for_a_take(redis_url: str, topic:
         call.cancel()
 
 
-async def test_task_taken_while_event_loop_was_blocked_still_runs(redis_url: str, topic: str) -> None:
-    # A short socket_timeout makes a BLMPOP's whole wait 0.4 s; the event loop then
+async def test_blocked_loop_keeps_taken_task(redis_url: str, topic: str) -> None:
+    # A short socket_timeout makes a BLMPOP's whole wait 0.4 s. The event loop then
     # stays blocked for longer while Redis hands over a task pushed meanwhile.
     ran = asyncio.Event()
 

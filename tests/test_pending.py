@@ -38,7 +38,7 @@ async def test_pending_requests_in_one_millisecond_share_one_timer() -> None:
     assert pending.timers == 0
 
 
-async def test_pending_removed_request_is_not_found_and_not_expired() -> None:
+async def test_pending_removed_request_not_expired() -> None:
     pending = PendingRequests()
     kept = pending.add(0.05)
     removed = pending.add(0.05)
@@ -51,7 +51,7 @@ async def test_pending_removed_request_is_not_found_and_not_expired() -> None:
     assert not removed.done()
 
 
-async def test_pending_fail_all_ends_every_request_and_its_timer() -> None:
+async def test_pending_fail_all_ends_requests() -> None:
     pending = PendingRequests()
     waiters = [pending.add(60.0), pending.add(120.0)]
 

@@ -62,9 +62,9 @@ def render_page(run: Run) -> str:
         f"Throughput is the number of requests completed per second with {top} in flight. A plain "
         "Redis PING through `redis.asyncio` is measured the same way as the unit of latency. A "
         "PING's latency alone differs from one run to the next on a shared machine (p50 from 70 to "
-        "150 us here), so tasq-fastapi's sequential requests are also timed in turn with PINGs, one "
-        "PING then one request, and their p50s give the ratio in PING round trips that meet the same "
-        "machine state.",
+        "150 us here). So tasq-fastapi's sequential requests are also timed in turn with PINGs, one "
+        "PING then one request, and the ratio of their p50s compares the two under the same machine "
+        "state.",
         "",
         "## Results",
         "",
@@ -75,10 +75,10 @@ def render_page(run: Run) -> str:
         "",
         *(f"- {line}" for line in ping_ratio_lines(run)),
         "",
-        "The memory figure counts what the runner's client holds while 10,000 requests to a "
-        "topic nobody serves wait for their replies (tracemalloc, `bench/memory.py`): the "
-        "callers' own asyncio tasks are measured apart, as the same number of callers "
-        "awaiting a plain future.",
+        "The memory figure counts what the runner's client uses while 10,000 requests to a topic "
+        "that no server serves wait for their replies (tracemalloc, `bench/memory.py`). The "
+        "callers' own asyncio tasks are measured apart, as the same number of callers awaiting a "
+        "plain future.",
         "",
         "## Latency against requests in flight",
         "",
@@ -94,7 +94,7 @@ def render_page(run: Run) -> str:
         "Every worker runs up to 64 tasks at once, so none of them queues requests for lack of "
         "handler slots. Every worker process, and the runner, calls `gc.collect()` and "
         "`gc.freeze()` once it has started, so that full garbage collections under load skip the "
-        "objects their libraries created at import; without it, such a collection paused a process "
+        "objects their libraries created at import. Without it, such a collection paused a process "
         "for 30 to 50 ms every few seconds. `tasq worker` does the same. The polling intervals of "
         "taskiq and arq are their smallest useful settings; at 1 ms each idle client or worker sends "
         "Redis about 1,000 commands a second.",
