@@ -97,7 +97,7 @@ async def test_blocked_loop_keeps_taken_task(redis_url: str, topic: str) -> None
         await tasq.serve(topic, {"record": record}, recheck_interval_s=0.2)
         deadline_ms = to_deadline_ms(time.time() + WAIT_S)
         task = encode_request(tasq.client_id, b"\x06\x05\x04\x03\x02\x01", deadline_ms, "record", 1, True)
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: _blocked_in_blmpop(redis))
 
         pusher = threading.Thread(target=_push_after, args=(redis_url, topic_key(topic), task, 0.1))
         pusher.start()
