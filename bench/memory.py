@@ -38,7 +38,7 @@ class PendingMemory:
     def describe(self) -> str:
         mib = 2**20
         return (
-            f"{self.count:,} pending requests: {self.client_bytes / mib:.2f} MiB held by the client "
+            f"{self.count:,} pending requests: {self.client_bytes / mib:.2f} MiB used by the client "
             f"({self.client_bytes / self.count:,.0f} B each), {self.total_bytes / mib:.2f} MiB with "
             f"the callers' own tasks ({self.callers_bytes / mib:.2f} MiB for as many tasks awaiting "
             "a plain future)"
