@@ -26,7 +26,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import pytest
 import redis
 
 from tasq_fastapi import Tasq, TasqError
+from tests._redis_servers import server_directory
 
 __all__ = [
     "DEADLINE_SLACK_S",
@@ -139,7 +139,7 @@ class LocalRedisCluster:
     """
 
     def __init__(self) -> None:
-        self._directory = tempfile.mkdtemp(prefix="tasq-test-cluster-")
+        self._directory = server_directory("tasq-test-cluster-")
         self.nodes = [
             ClusterNode(_free_cluster_port()) for _ in range(_PRIMARIES * (1 + _REPLICAS_PER_PRIMARY))
         ]

@@ -20,7 +20,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -30,7 +29,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests._redis_servers import free_port
+from tests._redis_servers import free_port, server_directory
 
 __all__ = [
     "SERVICE_NAME",
@@ -47,7 +46,9 @@ _QUORUM = 2
 
 # Limits for waits that normally end within seconds. Only a broken set-up reaches them.
 _STARTUP_TIMEOUT_S = 20.0
-_FAILOVER_TIMEOUT_S = 30.0
+# A sentinel whose timer stalled for over 2 s enters TILT mode and takes no action for
+# 30 s, so the failover limit leaves room for one such episode on a busy machine.
+_FAILOVER_TIMEOUT_S = 45.0
 _POLL_S = 0.05
 
 
@@ -81,7 +82,7 @@ class LocalSentinels:
     """
 
     def __init__(self) -> None:
-        self._directory = Path(tempfile.mkdtemp(prefix="tasq-test-sentinel-"))
+        self._directory = Path(server_directory("tasq-test-sentinel-"))
         self.primary_port = free_port()
         self.replica_port = free_port()
         self.sentinel_ports = [free_port() for _ in range(_SENTINELS)]
@@ -157,12 +158,27 @@ class LocalSentinels:
                 return bool(client.execute_command("ROLE")[0] == b"master")
             return False
 
-        _poll_until(
-            promoted,
-            timeout_s=_FAILOVER_TIMEOUT_S,
-            description=f"the sentinels promote a replica of {killed_port}",
-        )
+        try:
+            _poll_until(
+                promoted,
+                timeout_s=_FAILOVER_TIMEOUT_S,
+                description=f"the sentinels promote a replica of {killed_port}",
+            )
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{self._sentinel_log_tails()}") from None
         return self.primary_reported()[0]
+
+    def _sentinel_log_tails(self, lines: int = 30) -> str:
+        """Return the last ``lines`` lines of each sentinel's log, to explain a missing failover."""
+        parts: list[str] = []
+        for port in self.sentinel_ports:
+            path = self._directory / f"sentinel-{port}.log"
+            try:
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+            except OSError as error:
+                tail = [f"(cannot read {path}: {error})"]
+            parts.append(f"--- sentinel {port} ---\n" + "\n".join(tail))
+        return "\n".join(parts)
 
     def _replica_synced(self) -> bool:
         with _client(self.replica_port) as client:
