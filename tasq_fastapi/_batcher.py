@@ -6,6 +6,12 @@ payload, in a single pipeline. While that pipeline is in flight, new writes queu
 for the next one, so the batch size grows with the load and a lone request still
 costs a single round trip.
 
+A batch carries at most half of the client's requests in flight (and at least 8).
+Written all at once, a client's requests reach a server as one group: the server
+takes and answers them all while the client waits, then the client handles every
+reply while the server waits, and each side is idle half the time. Two groups keep
+both busy: a server works on one while the client handles the replies of the other.
+
 A request becomes one ``EVALSHA`` of :data:`PUSH_SCRIPT` per topic and batch, which
 appends every queued task, extends the list's expiry without ever shortening it and
 publishes one notification, atomically.
@@ -58,6 +64,10 @@ _MAX_TASKS_PER_PUSH = 1000
 # and sending hundreds of megabytes at once would hold the event loop for seconds.
 _MAX_BATCH_BYTES = 4 * 1024 * 1024
 
+# Fewest pushes a batch may carry whatever the requests in flight; below this,
+# splitting costs more round trips than the overlap saves.
+_MIN_PUSHES_PER_BATCH = 8
+
 
 @dataclass(slots=True)
 class _Push:
@@ -78,11 +88,13 @@ class CommandBatcher:
 
     A push's ``waiter`` is the future the caller awaits for its reply: it only gets
     an exception here, when the write fails. A push whose waiter is already done
-    (the caller gave up) is not written at all.
+    (the caller gave up) is not written at all. ``in_flight`` returns the number of
+    the client's requests awaiting a reply; a batch carries at most half of them.
     """
 
-    def __init__(self, redis: RedisClient) -> None:
+    def __init__(self, redis: RedisClient, in_flight: Callable[[], int] = lambda: 0) -> None:
         self._redis = redis
+        self._in_flight = in_flight
         # A Redis Cluster needs redis-py's pipeline, which sends each command to its node.
         self._connection = None if isinstance(redis, RedisCluster) else DedicatedConnection(redis)
         self._writing = False
@@ -113,7 +125,8 @@ class CommandBatcher:
     async def _write_queued(self) -> None:
         # A helper frame, so that no reference to a written batch's payloads stays
         # alive while the loop waits for the next one.
-        pushes, self._pushes, used = _split(self._pushes, _push_bytes, _MAX_BATCH_BYTES)
+        limit = max(_MIN_PUSHES_PER_BATCH, self._in_flight() // 2)
+        pushes, self._pushes, used = _split(self._pushes, _push_bytes, _MAX_BATCH_BYTES, limit)
         commands, self._commands, _ = _split(self._commands, _command_bytes, _MAX_BATCH_BYTES - used)
         if self._pushes or self._commands:
             self._wakeup.set()
@@ -259,16 +272,17 @@ _Item = TypeVar("_Item")
 
 
 def _split(
-    items: list[_Item], size_of: Callable[[_Item], int], budget: int
+    items: list[_Item], size_of: Callable[[_Item], int], budget: int, limit: int | None = None
 ) -> tuple[list[_Item], list[_Item], int]:
-    """Split ``items`` where their sizes pass ``budget``; the first part has at least one item.
+    """Split ``items`` after ``limit`` items or where their sizes pass ``budget``.
 
-    Returns the first part, the rest and the first part's total size.
+    The first part has at least one item. Returns the first part, the rest and the
+    first part's total size.
     """
     total = 0
     for index, item in enumerate(items):
         size = size_of(item)
-        if total + size > budget and index > 0:
+        if index > 0 and (total + size > budget or index == limit):
             return items[:index], items[index:], total
         total += size
     return items, [], total

@@ -139,7 +139,7 @@ class Tasq:
         self._background: set[asyncio.Task[None]] = set()
         self._sharded_replies: ShardedReplyListener | None = None
         # Neither connects nor starts anything until start().
-        self._batcher = CommandBatcher(self._redis)
+        self._batcher = CommandBatcher(self._redis, in_flight=self._pending.__len__)
         self._listener = PubSubListener(
             self._redis, health_check_interval_s=health_check_interval_s, on_silent=self._batcher.reconnect
         )
