@@ -21,7 +21,15 @@ from .machine import load_average, machine_lines, package_version, source_revisi
 from .page import write_page
 from .processes import REPO_ROOT, redis_server
 from .report import Run, print_summary
-from .runs import Settings, SystemResult, describe_error, measure_ping, measure_system
+from .runs import (
+    ScaleOutResult,
+    Settings,
+    SystemResult,
+    describe_error,
+    measure_ping,
+    measure_scale_out,
+    measure_system,
+)
 from .system import System, freeze_start_up_objects
 
 SYSTEMS = ("tasq", "faststream", "taskiq", "arq", "celery")
@@ -52,6 +60,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--payload-in-flight", type=int, default=16, help="requests in flight of the tasq args-size runs"
     )
+    parser.add_argument(
+        "--scale-out-workers",
+        type=int,
+        nargs="+",
+        default=[1, 2, 4, 8],
+        help="worker processes of the tasq scale-out runs",
+    )
+    parser.add_argument(
+        "--redis-cpu-share",
+        type=float,
+        default=0.05,
+        help="share of one core Redis gets in the scale-out run that makes it the bottleneck (0 skips it)",
+    )
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), help="systems to run")
     parser.add_argument(
         "--loop", choices=("uvloop", "asyncio"), default="uvloop", help="event loop everywhere"
@@ -61,6 +82,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     options = parser.parse_args(argv)
     if options.requests < 1 or options.seconds <= 0 or min(options.levels) < 1:
         parser.error("--requests, --seconds and --levels must be positive.")
+    if min(options.scale_out_workers) < 1:
+        parser.error("--scale-out-workers must be positive.")
+    if not 0 <= options.redis_cpu_share <= 1:
+        parser.error(
+            f"--redis-cpu-share {options.redis_cpu_share:g} is not a share of one core between 0 and 1."
+        )
     return options
 
 
@@ -113,6 +140,7 @@ async def measure_all(options: argparse.Namespace, settings: Settings, command: 
                 skipped[system.name] = f"failed: {describe_error(exc)}"
                 print(f"skipping {system.name}: {skipped[system.name]}", flush=True)
         memory = await measure_memory(redis_url) if "tasq" in options.systems else None
+    scale_out = await measure_all_scale_out(settings) if "tasq" in options.systems else []
     packages.update((package, package_version(package)) for package in BENCH_PACKAGES)
     return Run(
         settings=settings,
@@ -130,7 +158,16 @@ async def measure_all(options: argparse.Namespace, settings: Settings, command: 
         machine=machine_lines(),
         revision=source_revision(REPO_ROOT),
         memory=memory,
+        scale_out=scale_out,
     )
+
+
+async def measure_all_scale_out(settings: Settings) -> list[ScaleOutResult]:
+    print("tasq-fastapi scale-out", flush=True)
+    shares: list[float | None] = [None]
+    if settings.redis_cpu_share > 0:
+        shares.append(settings.redis_cpu_share)
+    return [await measure_scale_out(settings, share) for share in shares]
 
 
 async def measure_memory(redis_url: str) -> PendingMemory:
@@ -164,6 +201,8 @@ def main(argv: list[str]) -> None:
         payload_in_flight=options.payload_in_flight,
         loop=options.loop,
         log_dir=log_dir,
+        scale_out_workers=tuple(sorted(set(options.scale_out_workers))),
+        redis_cpu_share=options.redis_cpu_share,
     )
     command = shlex.join(["scripts/bench", *argv])
     coroutine = measure_all(options, settings, command)

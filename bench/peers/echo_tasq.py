@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,9 +36,16 @@ async def work(args: Any) -> Any:
     return args
 
 
+async def wait(args: Any) -> Any:
+    # Stands for a handler waiting on I/O, a database query or a call to another
+    # service, for args["wait_s"] seconds; the worker's event loop stays free meanwhile.
+    await asyncio.sleep(args["wait_s"])
+    return args
+
+
 async def serve(redis_url: str) -> None:
     async with await create_tasq(redis_url) as tasq:
-        await tasq.serve(TOPIC, {"echo": echo, "work": work}, threads=CONCURRENCY)
+        await tasq.serve(TOPIC, {"echo": echo, "work": work, "wait": wait}, threads=CONCURRENCY)
         await until_terminated()
 
 
@@ -52,12 +60,13 @@ async def connect(redis_url: str) -> AsyncIterator[Echo]:
 
 
 @asynccontextmanager
-async def connect_work(redis_url: str) -> AsyncIterator[Echo]:
-    """Yield a call of the ``work`` method, which spends ``args["cpu_s"]`` seconds of CPU."""
+async def connect_method(redis_url: str, method: str) -> AsyncIterator[Echo]:
+    """Yield a call of ``method``: ``work`` spends ``args["cpu_s"]`` seconds of CPU,
+    ``wait`` waits ``args["wait_s"]`` seconds."""
     async with await create_tasq(redis_url) as tasq:
 
         async def call(args: Any) -> Any:
-            return await tasq.request(TOPIC, "work", args, timeout=REQUEST_TIMEOUT_S)
+            return await tasq.request(TOPIC, method, args, timeout=REQUEST_TIMEOUT_S)
 
         yield call
 

@@ -62,13 +62,17 @@ async def started_process(argv: list[str], log_path: Path, env: dict[str, str]) 
 
 
 @asynccontextmanager
-async def redis_server(log_dir: Path) -> AsyncIterator[str]:
-    """Start redis-server from PATH on a free loopback port, without persistence; yield its URL."""
+async def redis_server(log_dir: Path, name: str = "redis-server") -> AsyncIterator[str]:
+    """Start redis-server from PATH on a free loopback port, without persistence; yield its URL.
+
+    Its log goes to ``log_dir/<name>.log``.
+    """
     port = free_loopback_port()
     argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
     url = f"redis://127.0.0.1:{port}/0"
-    async with started_process(argv, log_dir / "redis-server.log", {}):
-        await wait_for_redis(url, log_dir / "redis-server.log")
+    log_path = log_dir / f"{name}.log"
+    async with started_process(argv, log_path, {}):
+        await wait_for_redis(url, log_path)
         yield url
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..memory import PendingMemory
-from .runs import PAYLOAD, WORK_CPU_S, Settings, SystemResult
+from .runs import PAYLOAD, SCALE_OUT_IN_FLIGHT, WAIT_S, WORK_CPU_S, ScaleOutResult, Settings, SystemResult
 
 TASQ = "tasq-fastapi"
 
@@ -31,6 +31,8 @@ class Run:
     """The tasq-fastapi source measured."""
     memory: PendingMemory | None
     """Memory of pending tasq-fastapi requests, when tasq-fastapi ran."""
+    scale_out: list[ScaleOutResult]
+    """tasq-fastapi's scale-out runs: Redis unlimited, then Redis held to a share of a core."""
 
     @property
     def top_level(self) -> int:
@@ -104,6 +106,36 @@ def ping_ratio_lines(run: Run) -> list[str]:
     ]
 
 
+def scale_out_rows(run: Run) -> list[list[str]]:
+    """Return a table of throughput by worker processes, three columns per scale-out run."""
+    measured = [result for result in run.scale_out if result.skipped is None]
+    counts = sorted({count for result in measured for count in result.loads})
+    header = ["worker processes"]
+    for result in measured:
+        share = result.redis_cpu_share
+        label = "Redis unlimited" if share is None else f"Redis at {share:.0%}"
+        header += [f"{label}: req/s", f"{label}: ratio to 1 worker", f"{label}: Redis CPU"]
+    rows = [header]
+    for count in counts:
+        row = [str(count)]
+        for result in measured:
+            load, first = result.loads.get(count), result.loads.get(counts[0])
+            if load is None or first is None:
+                row += ["-", "-", "-"]
+                continue
+            row += [f"{load.rate:,.0f}", f"{load.rate / first.rate:.2f}", f"{result.redis_cpu[count]:.0%}"]
+        rows.append(row)
+    return rows
+
+
+def scale_out_lines(run: Run) -> list[str]:
+    lines = []
+    for result in run.scale_out:
+        if result.skipped is not None:
+            lines.append(f"scale-out with a limited Redis skipped: {result.skipped}")
+    return lines
+
+
 def text_table(rows: list[list[str]]) -> str:
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines = []
@@ -127,6 +159,14 @@ def print_summary(run: Run) -> None:
     print()
     for line in ping_ratio_lines(run):
         print(line)
+    if run.scale_out:
+        print()
+        print(
+            f"tasq-fastapi scale-out: a handler waiting {WAIT_S * 1e3:g} ms, {SCALE_OUT_IN_FLIGHT} in flight"
+        )
+        print(text_table(scale_out_rows(run)))
+        for line in scale_out_lines(run):
+            print(line)
     for name, reason in run.skipped.items():
         print(f"skipped {name}: {reason}")
 
@@ -199,6 +239,7 @@ def tasq_tables(run: Run) -> list[str]:
     for size, error in tasq.payload_errors.items():
         payload_rows.append([f"{size:,} B", "failed", "-", "-", error, "-"])
     return [
+        *scale_out_section(run),
         "### tasq-fastapi with more worker processes\n",
         f"Throughput with 1 to {max(tasq.workers, default=1)} worker processes serving one topic, each "
         f"running up to {top} handlers at once; the client is the same single process. The echo "
@@ -220,5 +261,29 @@ def tasq_tables(run: Run) -> list[str]:
         "replies of 1 MB sent to one client at once do exceed it. Replies published while the client "
         "resubscribes are lost, and those requests time out.\n",
         markdown_table(payload_rows),
+        "",
+    ]
+
+
+def scale_out_section(run: Run) -> list[str]:
+    if not run.scale_out:
+        return []
+    limited = [result for result in run.scale_out if result.redis_cpu_share is not None]
+    share = f"{limited[0].redis_cpu_share:.0%}" if limited else "a small share"
+    slots_rate = 64 / WAIT_S
+    return [
+        "### tasq-fastapi scale-out: worker processes until Redis is the bottleneck\n",
+        f"Every worker process serves a handler that waits {WAIT_S * 1e3:g} ms per request, as one "
+        f"waiting on a database would. With 64 handler slots, one worker completes at most "
+        f"{slots_rate:,.0f} requests/s whatever its CPU, so more workers can add throughput until "
+        f"something else runs out. The client keeps {SCALE_OUT_IN_FLIGHT} requests in flight, more "
+        "than the most workers have slots. Each run starts a Redis of its own. In the first, "
+        "Redis shares the machine's cores with the other processes. In the second, a cgroup CPU "
+        f"quota holds it to {share} of one core. That stands in for a Redis serving more workers "
+        "than this machine can run, and makes Redis the first thing to run out. "
+        "The ratio to 1 worker divides the throughput by that of one worker in the same run.\n",
+        markdown_table(scale_out_rows(run)),
+        "",
+        *(f"- {line}" for line in scale_out_lines(run)),
         "",
     ]

@@ -11,8 +11,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from .cpu_limit import CpuLimitUnavailable, cpu_limited
 from .measure import Call, LoadResult, interleaved, sequential, under_load
-from .processes import worker_processes
+from .processes import redis_server, worker_processes
 from .system import Echo, System
 
 PAYLOAD = {"id": 1, "name": "bench"}
@@ -21,6 +22,11 @@ WARM_UP_LOAD_S = 1.0
 READY_TIMEOUT_S = 60.0
 WORK_CPU_S = 0.0002
 """CPU time the ``work`` handler of the worker-process runs spends per request, in seconds."""
+WAIT_S = 0.02
+"""Time the ``wait`` handler of the scale-out runs waits per request, in seconds."""
+SCALE_OUT_IN_FLIGHT = 512
+"""Requests in flight of the scale-out runs, more than the handler slots of 8 workers."""
+WORKERS_READY_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,10 @@ class Settings:
     """Requests in flight of the payload runs."""
     loop: str
     log_dir: Path
+    scale_out_workers: tuple[int, ...] = (1, 2, 4, 8)
+    """Worker processes of the scale-out runs, in increasing order."""
+    redis_cpu_share: float = 0.05
+    """Share of one core that Redis gets in the scale-out run that makes it the bottleneck."""
 
 
 @dataclass
@@ -58,6 +68,20 @@ class SystemResult:
     """tasq-fastapi only: sequential Redis ECHO of the same data, by size."""
     interleaved: tuple[LoadResult, LoadResult] | None = None
     """tasq-fastapi only: sequential (PING, request) latencies, measured in turn."""
+
+
+@dataclass
+class ScaleOutResult:
+    """tasq-fastapi's throughput with more and more worker processes on one Redis."""
+
+    redis_cpu_share: float | None
+    """Share of one core Redis was held to; None for an unlimited Redis."""
+    loads: dict[int, LoadResult] = field(default_factory=dict)
+    """Results by number of worker processes."""
+    redis_cpu: dict[int, float] = field(default_factory=dict)
+    """Redis's CPU seconds per second, by number of worker processes."""
+    skipped: str | None = None
+    """The reason the run did not take place, or None when it did."""
 
 
 async def measure_levels(call: Call, settings: Settings, result: SystemResult) -> None:
@@ -171,10 +195,10 @@ async def measure_tasq_workers(
     Each count runs the echo handler and a handler that spends :data:`WORK_CPU_S` of CPU
     per request, and records how busy Redis was meanwhile.
     """
-    from .echo_tasq import connect_work
+    from .echo_tasq import connect_method
 
     in_flight = max(settings.levels)
-    work = await stack.enter_async_context(connect_work(redis_url))
+    work = await stack.enter_async_context(connect_method(redis_url, "work"))
     work_call = functools.partial(work, {**PAYLOAD, "cpu_s": WORK_CPU_S})
     redis = await stack.enter_async_context(aioredis.Redis.from_url(redis_url))
     running = 1
@@ -206,3 +230,72 @@ async def redis_cpu_s(redis: aioredis.Redis) -> float:
     """Return the CPU time Redis has used so far, user and system, in seconds."""
     info = await redis.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def measure_scale_out(settings: Settings, redis_cpu_share: float | None) -> ScaleOutResult:
+    """Measure throughput with each number of worker processes, on a Redis of its own.
+
+    Every worker serves the ``wait`` handler, which waits :data:`WAIT_S` per request,
+    so one worker completes at most its 64 handler slots per ``WAIT_S``, whatever its
+    CPU, and more workers can add throughput until something else runs out. With
+    ``redis_cpu_share``, Redis is held to that share of one core, which makes it run
+    out first. A machine that cannot limit Redis's CPU gets a result saying why.
+    """
+    from .echo_tasq import TOPIC, connect_method
+
+    result = ScaleOutResult(redis_cpu_share)
+    name = "redis-server-unlimited" if redis_cpu_share is None else "redis-server-limited"
+    async with AsyncExitStack() as stack:
+        redis_url = await stack.enter_async_context(redis_server(settings.log_dir, name))
+        redis = await stack.enter_async_context(aioredis.Redis.from_url(redis_url))
+        if redis_cpu_share is not None:
+            pid = int((await redis.info("server"))["process_id"])
+            try:
+                stack.enter_context(cpu_limited(pid, redis_cpu_share))
+            except CpuLimitUnavailable as exc:
+                result.skipped = f"Redis's CPU cannot be limited here: {exc}"
+                print(f"  skipping the scale-out run with a limited Redis: {result.skipped}", flush=True)
+                return result
+        wait = await stack.enter_async_context(connect_method(redis_url, "wait"))
+        call = functools.partial(wait, {**PAYLOAD, "wait_s": WAIT_S})
+        running = 0
+        for count in settings.scale_out_workers:
+            await stack.enter_async_context(
+                worker_processes(
+                    "bench.peers.echo_tasq", count - running, redis_url, settings.loop, settings.log_dir
+                )
+            )
+            running = count
+            await wait_for_servers(redis, TOPIC, count)
+            await under_load(call, SCALE_OUT_IN_FLIGHT, WARM_UP_LOAD_S)
+            before = await redis_cpu_s(redis)
+            result.loads[count] = await under_load(call, SCALE_OUT_IN_FLIGHT, settings.seconds)
+            result.redis_cpu[count] = (await redis_cpu_s(redis) - before) / settings.seconds
+            print(
+                f"  {count} worker processes, {describe_share(redis_cpu_share)}: "
+                f"{result.loads[count].rate:8.0f} req/s, Redis CPU {result.redis_cpu[count]:.0%}",
+                flush=True,
+            )
+    return result
+
+
+def describe_share(redis_cpu_share: float | None) -> str:
+    if redis_cpu_share is None:
+        return "Redis unlimited"
+    return f"Redis held to {redis_cpu_share:.0%} of a core"
+
+
+async def wait_for_servers(redis: aioredis.Redis, topic: str, count: int) -> None:
+    """Return once ``count`` servers of ``topic`` have announced themselves in Redis."""
+    from tasq_fastapi._presence import servers_key
+
+    try:
+        async with asyncio.timeout(WORKERS_READY_TIMEOUT_S):
+            # Servers announce themselves in a hash, with no event to wait on.
+            while await redis.hlen(servers_key(topic)) < count:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise RuntimeError(
+            f"{count} tasq-fastapi workers did not all start within {WORKERS_READY_TIMEOUT_S:g} s; "
+            "see their log in bench/results/echo_tasq.log."
+        ) from None
