@@ -252,8 +252,9 @@ def tasq_tables(run: Run) -> list[str]:
         "### tasq-fastapi with larger args\n",
         f"The args are `{PAYLOAD}` plus a `data` string of the given size; the handler echoes them back, "
         "so each request carries the data both ways; MB/s counts the args one way. The sequential "
-        f"p50 comes from {max(1, run.settings.requests // 4):,} requests. A Redis `ECHO` of the same "
-        "string through `redis.asyncio` (100 sequential calls) carries it once each way. A request "
+        f"p50 comes from {max(1, run.settings.requests // 4):,} requests, timed in turn with as many "
+        "Redis `ECHO`s of the same string through `redis.asyncio`, one ECHO then one request. An "
+        "ECHO carries the string once each way. A request "
         "carries it through Redis twice each way (client to server and back), so a ratio near 2 "
         "means the data costs no more than moving it does. These runs keep "
         f"{run.settings.payload_in_flight} requests in flight: Redis closes a subscriber whose pending "

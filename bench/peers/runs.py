@@ -156,15 +156,20 @@ async def measure_system(system: System, redis_url: str, settings: Settings) -> 
 async def measure_tasq_payloads(
     echo: Echo, redis: aioredis.Redis, settings: Settings, result: SystemResult
 ) -> None:
-    """Time args with a data string of each size, and a Redis ECHO of that string as the yardstick."""
+    """Time args with a data string of each size, and a Redis ECHO of that string as the yardstick.
+
+    Requests and ECHOs are timed in turn, one of each, so that both meet the same
+    state of the machine.
+    """
     for size in settings.payload_bytes:
         args: dict[str, Any] = {**PAYLOAD, "data": "x" * size}
         call = functools.partial(echo, args)
-        result.payload_echo[size] = await sequential(functools.partial(redis.echo, args["data"]), 100)
         try:
             if await echo(args) != args:
                 raise RuntimeError(f"tasq-fastapi did not echo args of {size} bytes unchanged.")
-            single = await sequential(call, max(1, settings.requests // 4))
+            result.payload_echo[size], single = await interleaved(
+                functools.partial(redis.echo, args["data"]), call, max(1, settings.requests // 4)
+            )
             loaded = await under_load(call, settings.payload_in_flight, settings.seconds)
         except Exception as exc:
             # A size that fails still leaves the other sizes and systems to measure.
@@ -172,7 +177,12 @@ async def measure_tasq_payloads(
             print(f"  {size:>8} B args failed: {result.payload_errors[size]}", flush=True)
             continue
         result.payloads[size] = (single, loaded)
-        print(f"  {size:>8} B args: p50 {single.p50_s * 1e6:8.0f} us  {loaded.rate:8.0f} req/s", flush=True)
+        echo_p50_us = result.payload_echo[size].p50_s * 1e6
+        print(
+            f"  {size:>8} B args: p50 {single.p50_s * 1e6:8.0f} us (ECHO {echo_p50_us:.0f} us)  "
+            f"{loaded.rate:8.0f} req/s",
+            flush=True,
+        )
 
 
 def describe_error(exc: Exception) -> str:
