@@ -39,8 +39,8 @@ _RETRY_DELAY_S = 0.1
 # waits, then the client handles all replies while the server waits. Smaller takes let
 # the replies of one batch travel while the next batch runs, so both sides stay busy.
 # Clients of this library also write at most half their requests in flight per batch.
-# With that split, 32 gave the best throughput from 16 to 128 requests in flight in the
-# benchmark; 16 lost a tenth at 64, and 64 lost a seventh at 32.
+# With that split, 32 gave the best throughput from 16 to 128 requests in flight in one
+# sweep on 2 cores: 16 lost a sixth at 64 requests in flight, and 64 lost an eighth at 32.
 _MAX_TASKS_PER_POP = 32
 
 # Time a BLMPOP may take beyond its own timeout to return after the server closes, in seconds.
