@@ -125,8 +125,11 @@ class CommandBatcher:
     async def _write_queued(self) -> None:
         # A helper frame, so that no reference to a written batch's payloads stays
         # alive while the loop waits for the next one.
+        # Pushes whose callers gave up are dropped first: they no longer count as in
+        # flight, and a limit filled with them would write nothing, then run again at once.
+        live = [push for push in self._pushes if not push.waiter.done()]
         limit = max(_MIN_PUSHES_PER_BATCH, self._in_flight() // 2)
-        pushes, self._pushes, used = _split(self._pushes, _push_bytes, _MAX_BATCH_BYTES, limit)
+        pushes, self._pushes, used = _split(live, _push_bytes, _MAX_BATCH_BYTES, limit)
         commands, self._commands, _ = _split(self._commands, _command_bytes, _MAX_BATCH_BYTES - used)
         if self._pushes or self._commands:
             self._wakeup.set()

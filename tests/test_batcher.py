@@ -78,3 +78,27 @@ async def test_batcher_writes_few_requests_in_one_batch(
     batches = await _pushed_batches(redis_client, topic, monkeypatch, queued=6, in_flight=6)
 
     assert batches == [6]
+
+
+async def test_batcher_skips_abandoned_pushes_before_counting_the_limit(
+    redis_client: Any, topic: str
+) -> None:
+    # Callers that gave up are no longer in flight; their pushes must not fill the batch.
+    key = _protocol.topic_key(topic)
+    batcher = CommandBatcher(redis_client, in_flight=lambda: 1)
+    loop = asyncio.get_running_loop()
+    deadline_unix_ms = time.time() * 1000 + 10_000
+    for _ in range(100):
+        abandoned: asyncio.Future[Any] = loop.create_future()
+        abandoned.cancel()
+        batcher.push(key, b"abandoned", deadline_unix_ms, abandoned)
+    batcher.push(key, b"live", deadline_unix_ms, loop.create_future())
+
+    try:
+        await batcher._write_queued()
+
+        assert await redis_client.lrange(key, 0, -1) == [b"live"]
+        assert batcher._pushes == []
+    finally:
+        await batcher.aclose()
+        await redis_client.delete(key)
