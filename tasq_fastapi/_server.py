@@ -43,6 +43,14 @@ _RETRY_DELAY_S = 0.1
 # sweep on 2 cores: 16 lost a sixth at 64 requests in flight, and 64 lost an eighth at 32.
 _MAX_TASKS_PER_POP = 32
 
+# Bytes of tasks one take should bring at most, judged by the largest task of the last
+# take. A take's whole reply must arrive within the read's time bound, or the tasks in
+# it, already removed from the list, are lost; 32 tasks of 15 MiB once took longer than
+# that on a busy machine.
+# NOTE: the first take after a run of small tasks may still bring 32 tasks, whatever
+# their size.
+_MAX_BYTES_PER_TAKE = 4 * 1024 * 1024
+
 # Time a BLMPOP may take beyond its own timeout to return after the server closes, in seconds.
 _TAKE_MARGIN_S = 1.0
 
@@ -70,9 +78,11 @@ class _State(enum.Enum):
 class TasqServer:
     """Serves one topic: runs up to ``threads`` handlers at once.
 
-    Created by :meth:`Tasq.serve`; stop it with :meth:`aclose`. Each take asks for
-    as many tasks as there are free slots, at most 32. On a single Redis or through
-    Sentinel the server waits in ``BLMPOP`` on a connection of its own. On a Redis
+    Created by :meth:`Tasq.serve`; stop it with :meth:`aclose`. A take gets at most
+    as many tasks as there are free slots and at most 32; after a take of large
+    tasks, at most about 4 MiB of tasks the size of that take's largest. On a
+    single Redis or through Sentinel the server waits in ``BLMPOP`` on a connection
+    of its own. On a Redis
     Cluster, and with at-least-once delivery, it sends ``LPOP key count`` after every
     notification, after every (re)subscription and every ``recheck_interval_s``
     seconds while idle, so a task pushed without a notification is still found.
@@ -135,6 +145,8 @@ class TasqServer:
         self._loop_task: asyncio.Task[None] | None = None
         self._processed = 0
         self._pop_failures = 0
+        # Size in bytes of the largest task of the last take that brought any.
+        self._last_largest_task = 0
 
     @property
     def topic(self) -> str:
@@ -280,7 +292,7 @@ class TasqServer:
                 continue
             self._taking = True
             try:
-                items = await self._take(taker.take, min(free, _MAX_TASKS_PER_POP), denied_raises=True)
+                items = await self._take(taker.take, min(free, self._take_limit()), denied_raises=True)
             except NoPermissionError as exc:
                 logger.error(
                     "Redis denies BLMPOP for topic=%s: %s. Grant +blmpop to the Redis user; "
@@ -315,7 +327,7 @@ class TasqServer:
         # again, so a task pushed just after an empty LPOP is never missed.
         while self._maybe_more and len(self._tasks) < self._threads:
             self._maybe_more = False
-            count = min(self._threads - len(self._tasks), _MAX_TASKS_PER_POP)
+            count = min(self._threads - len(self._tasks), self._take_limit())
             items = await self._pop(count)
             for raw in items:
                 self._start_task(raw)
@@ -346,12 +358,17 @@ class TasqServer:
             await asyncio.sleep(_RETRY_DELAY_S)
             return []
 
+        if items:
+            self._last_largest_task = max(len(item) for item in items)
         if self._pop_failures:
             logger.info(
                 "Taking tasks for topic=%s works again after %d failures.", self._topic, self._pop_failures
             )
             self._pop_failures = 0
         return items
+
+    def _take_limit(self) -> int:
+        return min(_MAX_TASKS_PER_POP, max(1, _MAX_BYTES_PER_TAKE // max(1, self._last_largest_task)))
 
     def _start_task(self, raw: bytes) -> None:
         task = asyncio.create_task(self._handle(raw))

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from tasq_fastapi import Tasq, create_tasq
 from tasq_fastapi._protocol import encode_request, to_deadline_ms, topic_key
+from tests._redis_servers import RedisProcess
 from tests._waiting import WAIT_S, wait_until
 
 # Long enough that a test finishing in time proves the server did not wait it out.
@@ -112,6 +113,40 @@ def _push_after(redis_url: str, key: str, task: bytes, delay_s: float) -> None:
     time.sleep(delay_s)
     with redis_sync.Redis.from_url(redis_url) as client:
         client.rpush(key, task)
+
+
+async def test_server_takes_fewer_large_tasks_at_once(redis_process: RedisProcess, topic: str) -> None:
+    # After a take brought a 1.5 MiB task, a take asks for 2 tasks (4 MiB) instead of
+    # 32, so that a take's reply stays small enough to arrive within its time bound.
+    large = b"x" * (1536 * 1024)
+    handled: list[int] = []
+    all_handled = asyncio.Event()
+
+    async def count(args: Any) -> int:
+        handled.append(len(args))
+        if len(handled) == 11:
+            all_handled.set()
+        return 0
+
+    async with (
+        await create_tasq(redis_process.url) as tasq,
+        aioredis.Redis.from_url(redis_process.url) as redis_client,
+    ):
+        await tasq.serve(topic, {"count": count}, threads=64, recheck_interval_s=LONG_RECHECK_S)
+        await tasq.request(topic, "count", large)
+        await redis_client.config_resetstat()
+
+        deadline_ms = to_deadline_ms(time.time() + WAIT_S)
+        tasks = [
+            encode_request(tasq.client_id, index.to_bytes(6, "big"), deadline_ms, "count", large, True)
+            for index in range(1, 11)
+        ]
+        # One RPUSH of all ten: a server asking for 32 would take them in one BLMPOP.
+        await redis_client.rpush(topic_key(topic), *tasks)
+        await asyncio.wait_for(all_handled.wait(), WAIT_S)
+        stats = await redis_client.info("commandstats")
+
+    assert stats["cmdstat_blmpop"]["calls"] >= 5
 
 
 async def _next_message(pubsub: Any) -> bytes:
