@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from tasq_fastapi import create_tasq
 
 from ..memory import PendingMemory, pending_memory
+from .cpu_limit import MIN_SHARE
 from .machine import load_average, machine_lines, package_version, source_revision
 from .page import write_page
 from .processes import REPO_ROOT, redis_server
@@ -26,6 +27,7 @@ from .runs import (
     Settings,
     SystemResult,
     describe_error,
+    describe_share,
     measure_ping,
     measure_scale_out,
     measure_system,
@@ -84,10 +86,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--requests, --seconds and --levels must be positive.")
     if min(options.scale_out_workers) < 1:
         parser.error("--scale-out-workers must be positive.")
-    if not 0 <= options.redis_cpu_share <= 1:
-        parser.error(
-            f"--redis-cpu-share {options.redis_cpu_share:g} is not a share of one core between 0 and 1."
-        )
+    share = options.redis_cpu_share
+    if not (share == 0 or MIN_SHARE <= share <= 1):
+        parser.error(f"--redis-cpu-share {share:g} is not 0 or a share of one core from {MIN_SHARE:g} to 1.")
     return options
 
 
@@ -167,7 +168,16 @@ async def measure_all_scale_out(settings: Settings) -> list[ScaleOutResult]:
     shares: list[float | None] = [None]
     if settings.redis_cpu_share > 0:
         shares.append(settings.redis_cpu_share)
-    return [await measure_scale_out(settings, share) for share in shares]
+    results = []
+    for share in shares:
+        try:
+            results.append(await measure_scale_out(settings, share))
+        except Exception as exc:
+            # The runs before this one keep their numbers; the reason goes on the page.
+            failed = ScaleOutResult(share, skipped=f"failed: {describe_error(exc)}")
+            print(f"  skipping the scale-out run, {describe_share(share)}: {failed.skipped}", flush=True)
+            results.append(failed)
+    return results
 
 
 async def measure_memory(redis_url: str) -> PendingMemory:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..memory import PendingMemory
-from .runs import PAYLOAD, SCALE_OUT_IN_FLIGHT, WAIT_S, WORK_CPU_S, ScaleOutResult, Settings, SystemResult
+from .runs import (
+    PAYLOAD,
+    SCALE_OUT_IN_FLIGHT,
+    WAIT_S,
+    WORK_CPU_S,
+    ScaleOutResult,
+    Settings,
+    SystemResult,
+    describe_share,
+    percent,
+)
 
 TASQ = "tasq-fastapi"
 
@@ -113,7 +123,7 @@ def scale_out_rows(run: Run) -> list[list[str]]:
     header = ["worker processes"]
     for result in measured:
         share = result.redis_cpu_share
-        label = "Redis unlimited" if share is None else f"Redis at {share:.0%}"
+        label = "Redis unlimited" if share is None else f"Redis at {percent(share)}"
         header += [f"{label}: req/s", f"{label}: ratio to 1 worker", f"{label}: Redis CPU"]
     rows = [header]
     for count in counts:
@@ -132,7 +142,7 @@ def scale_out_lines(run: Run) -> list[str]:
     lines = []
     for result in run.scale_out:
         if result.skipped is not None:
-            lines.append(f"scale-out with a limited Redis skipped: {result.skipped}")
+            lines.append(f"scale-out run skipped, {describe_share(result.redis_cpu_share)}: {result.skipped}")
     return lines
 
 
@@ -269,19 +279,24 @@ def tasq_tables(run: Run) -> list[str]:
 def scale_out_section(run: Run) -> list[str]:
     if not run.scale_out:
         return []
-    limited = [result for result in run.scale_out if result.redis_cpu_share is not None]
-    share = f"{limited[0].redis_cpu_share:.0%}" if limited else "a small share"
     slots_rate = 64 / WAIT_S
+    runs = []
+    for result in run.scale_out:
+        if result.redis_cpu_share is None:
+            runs.append("one where Redis shares the machine's cores with the other processes")
+        else:
+            runs.append(
+                f"one where a cgroup CPU quota holds Redis to {percent(result.redis_cpu_share)} of one "
+                "core, standing in for a Redis serving more workers than this machine can run, so "
+                "that Redis is the first thing to run out"
+            )
     return [
         "### tasq-fastapi scale-out: worker processes until Redis is the bottleneck\n",
         f"Every worker process serves a handler that waits {WAIT_S * 1e3:g} ms per request, as one "
         f"waiting on a database would. With 64 handler slots, one worker completes at most "
         f"{slots_rate:,.0f} requests/s whatever its CPU, so more workers can add throughput until "
         f"something else runs out. The client keeps {SCALE_OUT_IN_FLIGHT} requests in flight, more "
-        "than the most workers have slots. Each run starts a Redis of its own. In the first, "
-        "Redis shares the machine's cores with the other processes. In the second, a cgroup CPU "
-        f"quota holds it to {share} of one core. That stands in for a Redis serving more workers "
-        "than this machine can run, and makes Redis the first thing to run out. "
+        f"than the most workers have slots. Each run starts a Redis of its own: {'; '.join(runs)}. "
         "The ratio to 1 worker divides the throughput by that of one worker in the same run.\n",
         markdown_table(scale_out_rows(run)),
         "",

@@ -264,7 +264,7 @@ async def measure_scale_out(settings: Settings, redis_cpu_share: float | None) -
                 stack.enter_context(cpu_limited(pid, redis_cpu_share))
             except CpuLimitUnavailable as exc:
                 result.skipped = f"Redis's CPU cannot be limited here: {exc}"
-                print(f"  skipping the scale-out run with a limited Redis: {result.skipped}", flush=True)
+                print(f"  skipping the scale-out run, {describe_share(redis_cpu_share)}: {result.skipped}")
                 return result
         wait = await stack.enter_async_context(connect_method(redis_url, "wait"))
         call = functools.partial(wait, {**PAYLOAD, "wait_s": WAIT_S})
@@ -292,7 +292,12 @@ async def measure_scale_out(settings: Settings, redis_cpu_share: float | None) -
 def describe_share(redis_cpu_share: float | None) -> str:
     if redis_cpu_share is None:
         return "Redis unlimited"
-    return f"Redis held to {redis_cpu_share:.0%} of a core"
+    return f"Redis held to {percent(redis_cpu_share)} of a core"
+
+
+def percent(share: float) -> str:
+    """Return ``share`` as a percentage with no more digits than it has: 5%, 0.5%."""
+    return f"{share * 100:g}%"
 
 
 async def wait_for_servers(redis: aioredis.Redis, topic: str, count: int) -> None:
