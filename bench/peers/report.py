@@ -256,7 +256,9 @@ def tasq_tables(run: Run) -> list[str]:
         f"handler does no work of its own; the other handler keeps its worker's CPU busy for {work_us} "
         "per request, as a handler computing its result would. Redis CPU is the share of one core "
         "Redis used during the run (`INFO cpu`), which shows how far Redis is from being the "
-        "bottleneck.\n",
+        "bottleneck. With the echo handler, one worker and the client already keep the machine's "
+        "cores busy, so more workers share the same CPU and split the tasks into smaller takes; the "
+        "scale-out runs above separate the workers' capacity from the machine's.\n",
         markdown_table(worker_rows),
         "",
         "### tasq-fastapi with larger args\n",
@@ -283,12 +285,12 @@ def scale_out_section(run: Run) -> list[str]:
     runs = []
     for result in run.scale_out:
         if result.redis_cpu_share is None:
-            runs.append("one where Redis shares the machine's cores with the other processes")
+            runs.append("In the unlimited run, Redis shares the machine's cores with the other processes.")
         else:
             runs.append(
-                f"one where a cgroup CPU quota holds Redis to {percent(result.redis_cpu_share)} of one "
-                "core, standing in for a Redis serving more workers than this machine can run, so "
-                "that Redis is the first thing to run out"
+                f"In the limited run, a cgroup CPU quota holds Redis to {percent(result.redis_cpu_share)} "
+                "of one core. That stands in for a Redis serving more workers than this machine can "
+                "run, and makes Redis the first thing to run out."
             )
     return [
         "### tasq-fastapi scale-out: worker processes until Redis is the bottleneck\n",
@@ -296,8 +298,11 @@ def scale_out_section(run: Run) -> list[str]:
         f"waiting on a database would. With 64 handler slots, one worker completes at most "
         f"{slots_rate:,.0f} requests/s whatever its CPU, so more workers can add throughput until "
         f"something else runs out. The client keeps {SCALE_OUT_IN_FLIGHT} requests in flight, more "
-        f"than the most workers have slots. Each run starts a Redis of its own: {'; '.join(runs)}. "
-        "The ratio to 1 worker divides the throughput by that of one worker in the same run.\n",
+        f"than the most workers have slots. Each run starts a Redis of its own. {' '.join(runs)} "
+        "The ratio to 1 worker divides the throughput by that of one worker in the same run. Once "
+        "Redis is at its quota, more workers add much less; what they still add comes from Redis "
+        "doing less work per task when it is busy, because more tasks then share each push, take "
+        "and pipeline.\n",
         markdown_table(scale_out_rows(run)),
         "",
         *(f"- {line}" for line in scale_out_lines(run)),
