@@ -7,10 +7,10 @@ for the next one, so the batch size grows with the load and a lone request still
 costs a single round trip.
 
 A batch carries at most half of the client's requests in flight (and at least 8).
-Written all at once, a client's requests reach a server as one group: the server
-takes and answers them all while the client waits, then the client handles every
-reply while the server waits, and each side is idle half the time. Two groups keep
-both busy: a server works on one while the client handles the replies of the other.
+Written all at once, a client's requests reach a server as one group. The server
+takes and runs them all while the client waits, then the client handles every reply
+while the server waits, so each side is idle half the time. Two groups keep both
+busy: a server works on one while the client handles the replies of the other.
 
 A request becomes one ``EVALSHA`` of :data:`PUSH_SCRIPT` per topic and batch, which
 appends every queued task, extends the list's expiry without ever shortening it and
@@ -64,8 +64,8 @@ _MAX_TASKS_PER_PUSH = 1000
 # and sending hundreds of megabytes at once would hold the event loop for seconds.
 _MAX_BATCH_BYTES = 4 * 1024 * 1024
 
-# Fewest pushes a batch may carry whatever the requests in flight; below this,
-# splitting costs more round trips than the overlap saves.
+# Minimum number of pushes per batch, whatever the requests in flight. Below it,
+# splitting costs more round trips than the overlap saves (an estimate).
 _MIN_PUSHES_PER_BATCH = 8
 
 
@@ -124,9 +124,8 @@ class CommandBatcher:
 
     async def _write_queued(self) -> None:
         # A helper frame, so that no reference to a written batch's payloads stays
-        # alive while the loop waits for the next one.
-        # Pushes whose callers gave up are dropped first: they no longer count as in
-        # flight, and a limit filled with them would write nothing, then run again at once.
+        # alive while the loop waits for the next one. Pushes whose callers gave up are
+        # dropped before the limit is counted, because they are no longer in flight.
         live = [push for push in self._pushes if not push.waiter.done()]
         limit = max(_MIN_PUSHES_PER_BATCH, self._in_flight() // 2)
         pushes, self._pushes, used = _split(live, _push_bytes, _MAX_BATCH_BYTES, limit)
@@ -144,7 +143,7 @@ class CommandBatcher:
         self._pushes, self._commands = [], []
 
     async def _write(self, pushes: list[_Push], commands: list[_Command]) -> None:
-        groups = _group_pushes(push for push in pushes if not push.waiter.done())
+        groups = _group_pushes(pushes)
         if not groups and not commands:
             return
 
@@ -299,7 +298,7 @@ def _command_bytes(command: _Command) -> int:
     return sum(len(arg) for arg in command.args if isinstance(arg, bytes))
 
 
-def _group_pushes(pushes: Any) -> list[list[_Push]]:
+def _group_pushes(pushes: list[_Push]) -> list[list[_Push]]:
     by_key: defaultdict[str, list[_Push]] = defaultdict(list)
     for push in pushes:
         by_key[push.key].append(push)

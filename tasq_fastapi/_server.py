@@ -34,18 +34,18 @@ logger = logging.getLogger(__name__)
 # Pause after a failed LPOP before trying again, in seconds.
 _RETRY_DELAY_S = 0.1
 
-# Most tasks taken at once. Taking every queued task makes client and server work in
-# turns: the server runs the whole batch before any reply leaves, while the client
-# waits, then the client handles all replies while the server waits. Smaller takes let
-# the replies of one batch travel while the next batch runs, so both sides stay busy.
-# Clients of this library also write at most half their requests in flight per batch.
-# With that split, 32 gave the best throughput from 16 to 128 requests in flight in one
-# sweep on 2 cores: 16 lost a sixth at 64 requests in flight, and 64 lost an eighth at 32.
-_MAX_TASKS_PER_POP = 32
+# Maximum number of tasks in one take. Taking every queued task makes client and server
+# work in turns: the server runs the whole batch before any reply leaves, while the
+# client waits, then the client handles all replies while the server waits. Smaller
+# takes let the replies of one batch travel while the next batch runs, so both sides
+# stay busy. Clients of this library also write at most half their requests in flight
+# per batch. With that split, 32 gave the best throughput from 16 to 128 requests in
+# flight in one sweep on 2 cores: 16 lost a sixth at 64 in flight, and 64 an eighth at 32.
+_MAX_TASKS_PER_TAKE = 32
 
-# Bytes of tasks one take should bring at most, judged by the largest task of the last
-# take. A take's whole reply must arrive within the read's time bound, or the tasks in
-# it, already removed from the list, are lost; 32 tasks of 15 MiB once took longer than
+# Maximum bytes of tasks in one take, estimated from the largest task of the last take.
+# A take's whole reply must arrive within the read's time bound, or its tasks, already
+# removed from the list, are lost. 32 tasks of 15 MiB (480 MiB) can take longer than
 # that on a busy machine.
 # NOTE: the first take after a run of small tasks may still bring 32 tasks, whatever
 # their size.
@@ -82,10 +82,10 @@ class TasqServer:
     as many tasks as there are free slots and at most 32; after a take of large
     tasks, at most about 4 MiB of tasks the size of that take's largest. On a
     single Redis or through Sentinel the server waits in ``BLMPOP`` on a connection
-    of its own. On a Redis
-    Cluster, and with at-least-once delivery, it sends ``LPOP key count`` after every
-    notification, after every (re)subscription and every ``recheck_interval_s``
-    seconds while idle, so a task pushed without a notification is still found.
+    of its own. On a Redis Cluster, and with at-least-once delivery, it sends
+    ``LPOP key count`` after every notification, after every (re)subscription and
+    every ``recheck_interval_s`` seconds while idle, so a task pushed without a
+    notification is still found.
 
     Errors a handler raises reach the caller as a rejected request carrying the
     exception's class name and message (at most 1,000 characters). The traceback
@@ -368,7 +368,8 @@ class TasqServer:
         return items
 
     def _take_limit(self) -> int:
-        return min(_MAX_TASKS_PER_POP, max(1, _MAX_BYTES_PER_TAKE // max(1, self._last_largest_task)))
+        by_size = _MAX_BYTES_PER_TAKE // max(1, self._last_largest_task)
+        return max(1, min(_MAX_TASKS_PER_TAKE, by_size))
 
     def _start_task(self, raw: bytes) -> None:
         task = asyncio.create_task(self._handle(raw))

@@ -63,7 +63,7 @@ async def _pushed_batches(
     return batches
 
 
-async def test_batcher_writes_at_most_half_the_requests_in_flight(
+async def test_batcher_splits_half_in_flight(
     redis_client: Any, topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     batches = await _pushed_batches(redis_client, topic, monkeypatch, queued=30, in_flight=30)
@@ -71,7 +71,7 @@ async def test_batcher_writes_at_most_half_the_requests_in_flight(
     assert batches == [15, 15]
 
 
-async def test_batcher_writes_few_requests_in_one_batch(
+async def test_batcher_keeps_small_batch_whole(
     redis_client: Any, topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Below 8 pushes a batch is not split, however few requests are in flight.
@@ -80,10 +80,8 @@ async def test_batcher_writes_few_requests_in_one_batch(
     assert batches == [6]
 
 
-async def test_batcher_skips_abandoned_pushes_before_counting_the_limit(
-    redis_client: Any, topic: str
-) -> None:
-    # Callers that gave up are no longer in flight; their pushes must not fill the batch.
+async def test_batcher_drops_abandoned_pushes_first(redis_client: Any, topic: str) -> None:
+    # Callers that gave up are no longer in flight, so their pushes must not fill the batch.
     key = _protocol.topic_key(topic)
     batcher = CommandBatcher(redis_client, in_flight=lambda: 1)
     loop = asyncio.get_running_loop()

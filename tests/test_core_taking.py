@@ -116,8 +116,8 @@ def _push_after(redis_url: str, key: str, task: bytes, delay_s: float) -> None:
 
 
 async def test_server_takes_fewer_large_tasks_at_once(redis_process: RedisProcess, topic: str) -> None:
-    # After a take brought a 1.5 MiB task, a take asks for 2 tasks (4 MiB) instead of
-    # 32, so that a take's reply stays small enough to arrive within its time bound.
+    # After a take brought a 1.5 MiB task, the next takes get at most 2 tasks (4 MiB)
+    # instead of 32, so that each reply stays small enough to arrive within its time bound.
     large = b"x" * (1536 * 1024)
     handled: list[int] = []
     all_handled = asyncio.Event()

@@ -30,7 +30,7 @@ MIN_SHARE = _MIN_QUOTA_US / _MAX_PERIOD_US
 
 
 class CpuLimitUnavailable(RuntimeError):
-    """This machine or user cannot limit a process's CPU; the message says why."""
+    """An error for a machine or user that cannot limit a process's CPU; the message gives the reason."""
 
 
 @contextlib.contextmanager

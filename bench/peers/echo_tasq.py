@@ -37,8 +37,8 @@ async def work(args: Any) -> Any:
 
 
 async def wait(args: Any) -> Any:
-    # Stands for a handler waiting on I/O, a database query or a call to another
-    # service, for args["wait_s"] seconds; the worker's event loop stays free meanwhile.
+    # Simulates a handler waiting args["wait_s"] seconds on I/O, such as a database
+    # query. The worker's event loop stays free meanwhile.
     await asyncio.sleep(args["wait_s"])
     return args
 
