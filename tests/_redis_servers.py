@@ -37,9 +37,9 @@ def server_binary() -> str:
 def server_directory(prefix: str) -> str:
     """Make a temporary directory for a server's files, in memory when the machine has ``/dev/shm``.
 
-    Sentinels and cluster nodes fsync their configuration on every change. On a busy
-    disk one slow fsync stalls a sentinel past 2 s, which puts it in TILT mode for 30 s
-    and holds up the failover a test waits for.
+    Sentinels and cluster nodes rewrite and fsync their configuration files when their
+    state changes. On a busy disk a slow fsync can stall a sentinel for over 2 s, which
+    puts it in TILT mode for 30 s and delays the failover a test waits for.
     """
     memory = "/dev/shm"
     parent = memory if os.path.isdir(memory) and os.access(memory, os.W_OK) else None

@@ -60,7 +60,7 @@ def cpu_limited(pid: int, share: float) -> Iterator[None]:
                 (group / name).write_text(value)
             (group / "cgroup.procs").write_text(str(pid))
         except OSError as exc:
-            # A parent group with a smaller quota of its own refuses a larger one.
+            # A parent group with a smaller quota of its own rejects a larger one.
             raise CpuLimitUnavailable(f"cannot set the CPU quota of {group}: {exc}") from None
         yield
     finally:

@@ -297,10 +297,10 @@ def scale_out_section(run: Run) -> list[str]:
         f"Every worker process serves a handler that waits {WAIT_S * 1e3:g} ms per request, as one "
         f"waiting on a database would. With 64 handler slots, one worker completes at most "
         f"{slots_rate:,.0f} requests/s whatever its CPU, so more workers can add throughput until "
-        f"something else runs out. The client keeps {SCALE_OUT_IN_FLIGHT} requests in flight, more "
-        f"than the most workers have slots. Each run starts a Redis of its own. {' '.join(runs)} "
+        f"something else runs out. The client keeps {SCALE_OUT_IN_FLIGHT} requests in flight, as "
+        f"many as 8 workers have handler slots. Each run starts a Redis of its own. {' '.join(runs)} "
         "The ratio to 1 worker divides the throughput by that of one worker in the same run. Once "
-        "Redis is at its quota, more workers add much less; what they still add comes from Redis "
+        "Redis is at its quota, more workers add much less. What they still add comes from Redis "
         "doing less work per task when it is busy, because more tasks then share each push, take "
         "and pipeline.\n",
         markdown_table(scale_out_rows(run)),

@@ -23,9 +23,9 @@ READY_TIMEOUT_S = 60.0
 WORK_CPU_S = 0.0002
 """CPU time the ``work`` handler of the worker-process runs spends per request, in seconds."""
 WAIT_S = 0.02
-"""Time the ``wait`` handler of the scale-out runs waits per request, in seconds."""
+"""Delay of the ``wait`` handler per request in the scale-out runs, in seconds."""
 SCALE_OUT_IN_FLIGHT = 512
-"""Requests in flight of the scale-out runs, more than the handler slots of 8 workers."""
+"""Requests in flight of the scale-out runs, as many as 8 workers have handler slots."""
 WORKERS_READY_TIMEOUT_S = 30.0
 
 
