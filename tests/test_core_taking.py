@@ -87,7 +87,7 @@ async def test_busy_server_close_skips_take_wait(redis_url: str, topic: str) -> 
 
 async def test_blocked_loop_keeps_taken_task(redis_url: str, topic: str) -> None:
     # A short socket_timeout makes a BLMPOP's whole wait 0.4 s. The event loop then
-    # stays blocked for longer while Redis hands over a task pushed meanwhile.
+    # stays blocked for longer, and Redis hands over a task pushed meanwhile.
     ran = asyncio.Event()
 
     async def record(_args: Any) -> None:
@@ -100,17 +100,18 @@ async def test_blocked_loop_keeps_taken_task(redis_url: str, topic: str) -> None
         task = encode_request(tasq.client_id, b"\x06\x05\x04\x03\x02\x01", deadline_ms, "record", 1, True)
         await wait_until(lambda: _blocked_in_blmpop(redis))
 
-        pusher = threading.Thread(target=_push_after, args=(redis_url, topic_key(topic), task, 0.1))
+        # Joining the pusher blocks the event loop too, so the task is pushed while the
+        # loop is blocked, and the sleep then outlasts the BLMPOP's time bound.
+        pusher = threading.Thread(target=_push, args=(redis_url, topic_key(topic), task))
         pusher.start()
-        time.sleep(1.0)  # noqa: ASYNC251 - blocking the event loop is the point here
         pusher.join()
+        time.sleep(1.0)  # noqa: ASYNC251 - blocking the event loop is the point here
 
         await asyncio.wait_for(ran.wait(), WAIT_S)
     await redis.aclose()
 
 
-def _push_after(redis_url: str, key: str, task: bytes, delay_s: float) -> None:
-    time.sleep(delay_s)
+def _push(redis_url: str, key: str, task: bytes) -> None:
     with redis_sync.Redis.from_url(redis_url) as client:
         client.rpush(key, task)
 

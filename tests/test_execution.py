@@ -26,12 +26,12 @@ def runner(default: Any = None) -> HandlerRunner:
     )
 
 
-def test_handler_runner_is_async_per_method_and_default() -> None:
+async def on_loop_default(method: str, args: Any) -> Any:
+    return args
+
+
+def test_runner_is_async_by_method() -> None:
     assert runner().is_async("loop")
     assert not runner().is_async("thread")
     assert not runner(default=lambda method, args: args).is_async("other")
     assert runner(default=on_loop_default).is_async("other")
-
-
-async def on_loop_default(method: str, args: Any) -> Any:
-    return args
