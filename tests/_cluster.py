@@ -35,7 +35,7 @@ import pytest
 import redis
 
 from tasq_fastapi import Tasq, TasqError
-from tests._redis_servers import server_directory
+from tests._redis_servers import log_tails, server_directory
 
 __all__ = [
     "DEADLINE_SLACK_S",
@@ -182,11 +182,15 @@ class LocalRedisCluster:
         self.wait_until_healthy(timeout_s=_STARTUP_TIMEOUT_S)
         # A replica that has never synced with its primary is not eligible for
         # promotion, so a failover test needs every replica's link up first.
-        _poll_until(
-            lambda: sum(self.is_synced_replica(node) for node in self.nodes) == _PRIMARIES,
-            timeout_s=_STARTUP_TIMEOUT_S,
-            description=f"{_PRIMARIES} replicas have synced with their primaries",
-        )
+        try:
+            _poll_until(
+                lambda: sum(self.is_synced_replica(node) for node in self.nodes) == _PRIMARIES,
+                timeout_s=_STARTUP_TIMEOUT_S,
+                description=f"{_PRIMARIES} replicas have synced with their primaries",
+            )
+        except AssertionError as error:
+            logs = {f"node {node.port}": self._log_path(node) for node in self.nodes}
+            raise AssertionError(f"{error}\n{log_tails(logs, lines=15)}") from None
 
     def cleanup(self) -> None:
         """Stop every node and remove the temporary directory."""
@@ -324,10 +328,17 @@ class LocalRedisCluster:
             "0",
             "--dir",
             self._directory,
+            # Replicas save the primary's snapshot before loading it; in a shared
+            # directory each needs a file of its own.
+            "--dbfilename",
+            f"dump-{node.port}.rdb",
             "--logfile",
-            os.path.join(self._directory, f"redis-{node.port}.log"),
+            self._log_path(node),
         ]
         node.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _log_path(self, node: ClusterNode) -> str:
+        return os.path.join(self._directory, f"redis-{node.port}.log")
 
     def _stop_process(self, node: ClusterNode) -> None:
         process = node.process

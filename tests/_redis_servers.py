@@ -46,6 +46,19 @@ def server_directory(prefix: str) -> str:
     return tempfile.mkdtemp(prefix=prefix, dir=parent)
 
 
+def log_tails(logs: dict[str, str], lines: int = 30) -> str:
+    """Return the last ``lines`` lines of each log file, headed by its label, to explain a failed wait."""
+    parts: list[str] = []
+    for label, path in logs.items():
+        try:
+            with open(path, errors="replace") as log:
+                tail = log.read().splitlines()[-lines:]
+        except OSError as error:
+            tail = [f"(cannot read {path}: {error})"]
+        parts.append(f"--- {label} ---\n" + "\n".join(tail))
+    return "\n".join(parts)
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:

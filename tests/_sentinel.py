@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests._redis_servers import free_port, server_directory
+from tests._redis_servers import free_port, log_tails, server_directory
 
 __all__ = [
     "SERVICE_NAME",
@@ -165,20 +165,12 @@ class LocalSentinels:
                 description=f"the sentinels promote a replica of {killed_port}",
             )
         except AssertionError as error:
-            raise AssertionError(f"{error}\n{self._sentinel_log_tails()}") from None
+            logs = {
+                f"sentinel {port}": str(self._directory / f"sentinel-{port}.log")
+                for port in self.sentinel_ports
+            }
+            raise AssertionError(f"{error}\n{log_tails(logs)}") from None
         return self.primary_reported()[0]
-
-    def _sentinel_log_tails(self, lines: int = 30) -> str:
-        """Return the last ``lines`` lines of each sentinel's log, to explain a missing failover."""
-        parts: list[str] = []
-        for port in self.sentinel_ports:
-            path = self._directory / f"sentinel-{port}.log"
-            try:
-                tail = path.read_text(errors="replace").splitlines()[-lines:]
-            except OSError as error:
-                tail = [f"(cannot read {path}: {error})"]
-            parts.append(f"--- sentinel {port} ---\n" + "\n".join(tail))
-        return "\n".join(parts)
 
     def _replica_synced(self) -> bool:
         with _client(self.replica_port) as client:
